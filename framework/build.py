@@ -1,0 +1,230 @@
+"""Building a run from an experiment: plugins, registries, resolved config, data, model, callbacks.
+
+`prepare_run` is the one path that the Python API (`framework.fit`) and the CLI take.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from framework.components import Activation, Callback, Dataset, Layer, Loss, Metric, Optimizer, Task
+from framework.config import Experiment
+from framework.data import check_bundle, prepare
+from framework.errors import ConfigError, DataError, UserError
+from framework.model import Dense, Model
+from framework.pluginmanager import PluginHost, create_plugin_manager
+from framework.registry import Registry
+from framework.trainer import Split, Trainer
+
+DEFAULT_METRICS: dict[Task, list[str]] = {
+    "regression": ["mae", "r2"],
+    "binary": ["accuracy"],
+    "multiclass": ["accuracy"],
+}
+
+TRACKING_CALLBACK = "mlflow"
+PROGRESS_CALLBACK = "progress"
+
+
+def load_plugins(
+    experiment: Experiment, extra: Sequence[str | object] = (), strict: bool = False
+) -> tuple[PluginHost, Registry]:
+    """A fresh plugin manager with the built-ins, entry points and the experiment's own plugins."""
+    host = create_plugin_manager([*experiment.plugins, *extra], base_dir=experiment.base_dir, strict=strict)
+    return host, Registry.from_host(host)
+
+
+def resolve(experiment: Experiment, registry: Registry) -> Experiment:
+    """Validate every component section with its component's `Params` and write out the defaults.
+
+    The result is the experiment as it will run: every key explicit, so that logging it and running it
+    again gives the same run.
+    """
+    data = experiment.to_dict()
+
+    def section(kind: str, key: str, values: dict[str, Any]) -> dict[str, Any]:
+        own = {k: values[k] for k in ("name",) if k in values}
+        params = {k: v for k, v in values.items() if k not in own and k not in {"validation_split", "standardize"}}
+        validated = registry.params(kind, values["name"], params, where=key)
+        rest = {k: v for k, v in values.items() if k in {"validation_split", "standardize"}}
+        return {**own, **rest, **validated.model_dump(mode="json")}
+
+    data["data"] = section("dataset", "data", data["data"])
+    data["loss"] = section("loss", "loss", data["loss"])
+    data["optimizer"] = section("optimizer", "optimizer", data["optimizer"])
+    layers = []
+    for i, layer in enumerate(data["model"]["layers"]):
+        kind_name = layer.get("type", "dense")
+        params = {k: v for k, v in layer.items() if k != "type"}
+        validated = registry.params("layer", kind_name, params, where=f"model.layers.{i}")
+        if isinstance(validated, Dense.Params) or "activation" in type(validated).model_fields:
+            registry.get("activation", validated.activation, where=f"model.layers.{i}.activation")
+        layers.append({"type": kind_name, **validated.model_dump(mode="json")})
+    data["model"]["layers"] = layers
+    metric_names = data["training"]["metrics"]
+    for i, name in enumerate(metric_names or []):
+        registry.get("metric", name, where=f"training.metrics.{i}")
+    callbacks = {}
+    for name, values in data["callbacks"].items():
+        if name in {TRACKING_CALLBACK, PROGRESS_CALLBACK}:
+            raise ConfigError(
+                f"callbacks.{name}: {name!r} is configured elsewhere "
+                f"({'the [tracking] section' if name == TRACKING_CALLBACK else '--quiet on the command line'})"
+            )
+        validated = registry.params("callback", name, values or {}, where=f"callbacks.{name}")
+        callbacks[name] = validated.model_dump(mode="json")
+    data["callbacks"] = callbacks
+    return Experiment.from_dict(data, source=experiment.source)
+
+
+@dataclass
+class Run:
+    """Everything a run needs, built and checked, before the first epoch."""
+
+    experiment: Experiment
+    host: PluginHost
+    registry: Registry
+    trainer: Trainer
+    callbacks: list[object] = field(default_factory=list)
+
+
+def build_model(
+    experiment: Experiment, registry: Registry, input_dim: int, dtype: np.dtype[Any], rng: np.random.Generator
+) -> Model:
+    layers: list[Layer] = []
+    width = input_dim
+    for i, spec in enumerate(experiment.model.layers):
+        params = spec.component_params()
+        layer = registry.create("layer", spec.type, params, where=f"model.layers.{i}", expect=Layer)
+        activation_name = getattr(layer.params, "activation", None)
+        if isinstance(activation_name, str) and hasattr(layer, "set_activation"):
+            activation = registry.create(
+                "activation", activation_name, {}, where=f"model.layers.{i}.activation", expect=Activation
+            )
+            layer.set_activation(activation)
+        layer.needs_input_grad = i > 0  # the first layer's input is the data: no gradient needed
+        width = layer.build(width, dtype, rng)
+        layers.append(layer)
+    return Model(layers, input_dim, dtype)
+
+
+def prepare_run(
+    experiment: Experiment,
+    callbacks: Sequence[object] = (),
+    *,
+    track: bool | None = None,
+    progress: bool = False,
+    plugins: Sequence[str | object] = (),
+    strict_plugins: bool = False,
+) -> Run:
+    """Load plugins, resolve the config, build data, model and callbacks, and check they fit together."""
+    host, registry = load_plugins(experiment, plugins, strict=strict_plugins)
+    experiment = resolve(experiment, registry)
+    dtype = np.dtype(experiment.dtype)
+    seeds = np.random.SeedSequence(experiment.seed).spawn(4)
+    data_rng, split_rng, init_rng, shuffle_rng = (np.random.default_rng(s) for s in seeds)
+
+    # Data: load, check, split, standardise.
+    data_params = {
+        k: v for k, v in experiment.data.model_dump().items() if k not in {"name", "validation_split", "standardize"}
+    }
+    dataset = registry.create("dataset", experiment.data.name, data_params, where="data", expect=Dataset)
+    bundle = dataset.load(data_rng)
+    check_bundle(bundle, experiment.data.name)
+    X_train, y_train, X_val, y_val, scaler = prepare(
+        bundle, experiment.data.validation_split, experiment.data.standardize, dtype, split_rng
+    )
+
+    # Model, loss, optimiser, metrics.
+    model = build_model(experiment, registry, X_train.shape[1], dtype, init_rng)
+    loss = registry.create("loss", experiment.loss.name, experiment.loss.component_params(), where="loss", expect=Loss)
+    n_outputs = model.output_dim
+    if bundle.task not in loss.tasks:
+        raise ConfigError(
+            f"loss.name: loss {loss.name!r} is for {', '.join(loss.tasks)} tasks, but dataset "
+            f"{experiment.data.name!r} is a {bundle.task} task"
+        )
+    problem = loss.check_outputs(n_outputs, bundle.task, bundle.n_classes)
+    if problem:
+        raise DataError(f"model.layers: the last layer has {n_outputs} units, but {problem}")
+    if bundle.task == "regression":
+        targets_width = 1 if np.ndim(bundle.y) == 1 else int(np.shape(bundle.y)[1])
+        if targets_width != n_outputs:
+            raise DataError(
+                f"model.layers: the last layer has {n_outputs} units, but dataset {experiment.data.name!r} "
+                f"has {targets_width} target column(s); set units = {targets_width}"
+            )
+    model.preprocess = scaler
+    model.link = loss.link
+    optimizer = registry.create(
+        "optimizer",
+        experiment.optimizer.name,
+        experiment.optimizer.component_params(),
+        where="optimizer",
+        expect=Optimizer,
+    )
+    metric_names = experiment.training.metrics
+    if metric_names is None:
+        metric_names = DEFAULT_METRICS[bundle.task]
+    metrics: dict[str, Metric] = {}
+    for i, name in enumerate(metric_names):
+        metric = registry.create("metric", name, {}, where=f"training.metrics.{i}", expect=Metric)
+        if bundle.task not in metric.tasks:
+            raise ConfigError(
+                f"training.metrics.{i}: metric {name!r} is for {', '.join(metric.tasks)} tasks, "
+                f"but dataset {experiment.data.name!r} is a {bundle.task} task"
+            )
+        metrics[name] = metric
+
+    train = Split(X_train, loss.prepare_targets(y_train, n_outputs, dtype), y_train)
+    val = Split(X_val, loss.prepare_targets(y_val, n_outputs, dtype), y_val) if len(X_val) else None
+    trainer = Trainer(
+        experiment=experiment,
+        model=model,
+        loss=loss,
+        optimizer=optimizer,
+        metrics=metrics,
+        host=host,
+        train=train,
+        val=val,
+        task=bundle.task,
+        rng=shuffle_rng,
+    )
+    trainer.dataset = bundle  # type: ignore[attr-defined]
+
+    # Callbacks for this run only: configured ones, tracking, progress, then the caller's objects.
+    run_callbacks: list[object] = []
+    for name, values in experiment.callbacks.items():
+        run_callbacks.append(registry.create("callback", name, values, where=f"callbacks.{name}", expect=Callback))
+    tracking_on = experiment.tracking.enabled if track is None else track
+    if tracking_on:
+        values = experiment.tracking.model_dump(exclude={"enabled"})
+        try:
+            registry.get("callback", TRACKING_CALLBACK)
+        except UserError:
+            raise UserError(
+                "tracking is on but no plugin provides the 'mlflow' callback (is the 'tracking' plugin "
+                "disabled?); turn tracking off with --no-track or tracking.enabled = false"
+            ) from None
+        run_callbacks.append(registry.create("callback", TRACKING_CALLBACK, values, where="tracking", expect=Callback))
+    if progress and PROGRESS_CALLBACK in registry.names("callback"):
+        run_callbacks.append(registry.create("callback", PROGRESS_CALLBACK, {}, where="progress", expect=Callback))
+    run_callbacks.extend(callbacks)
+    for i, callback in enumerate(run_callbacks):
+        name = f"run-callback-{i}-{getattr(callback, 'name', '') or type(callback).__name__}"
+        host.register(callback, name, _callback_info(name, callback))
+    for callback in run_callbacks:
+        validate = getattr(callback, "validate_against", None)
+        if validate is not None:
+            validate(trainer)
+    return Run(experiment, host, registry, trainer, run_callbacks)
+
+
+def _callback_info(name: str, callback: object) -> Any:
+    from framework.pluginmanager import PluginInfo
+
+    return PluginInfo(name=name, source=f"callback {type(callback).__module__}.{type(callback).__qualname__}")

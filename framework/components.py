@@ -1,0 +1,284 @@
+"""Base classes for everything a plugin can register.
+
+Each component class has a `name` (how experiments refer to it), a docstring that states its rule, and a
+pydantic `Params` model (`extra="forbid"`, bounds through `Field`, a description on every field). An
+experiment section such as ``[optimizer] name = "momentum"  lr = 0.05`` is validated by that class's
+`Params`, then passed to the constructor.
+
+Components are built with ``Cls(params)`` or, from Python, ``Cls(lr=0.1)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    from framework.trainer import Trainer
+
+Array = npt.NDArray[Any]
+"""A numpy array of floating point values (float32 or float64)."""
+
+Task = Literal["regression", "binary", "multiclass"]
+Direction = Literal["min", "max"]
+
+
+class Params(BaseModel):
+    """Base of every component's parameters: unknown keys are errors, assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+AnyParams = Params
+"""`Params` under a name that component classes (whose `Params` attribute shadows it) can annotate with."""
+
+
+class Component:
+    """What every registered component has in common."""
+
+    name: ClassVar[str] = ""
+    kind: ClassVar[str] = ""
+    Params: ClassVar[type[Params]] = Params
+
+    def __init__(self, params: AnyParams | None = None, /, **kwargs: Any) -> None:
+        if params is not None and kwargs:
+            raise TypeError("pass either a Params instance or keyword arguments, not both")
+        if params is None:
+            params = self.Params(**kwargs)
+        elif not isinstance(params, self.Params):
+            raise TypeError(f"{type(self).__name__} expects {self.Params.__qualname__}, got {type(params)!r}")
+        self.params = params
+
+    def __repr__(self) -> str:
+        values = ", ".join(f"{k}={v!r}" for k, v in self.params.model_dump().items())
+        return f"{type(self).__name__}({values})"
+
+    @classmethod
+    def summary(cls) -> str:
+        """The first line of the class docstring."""
+        doc = (cls.__doc__ or "").strip()
+        return doc.splitlines()[0] if doc else ""
+
+
+class Activation(Component):
+    """An element-wise function applied after a layer's affine map.
+
+    `forward(z, out)` returns a = f(z); when `out` is given (an array shaped like `z`, never `z` itself),
+    writing the result into it and returning it avoids an allocation per batch. `backward(z, a, grad)` returns
+    dL/dz = f'(z) * grad given dL/da; it may write into `grad` and return it (the caller owns that buffer).
+    Use whichever of `z` and `a` is cheaper. Both must preserve the dtype.
+    """
+
+    kind: ClassVar[str] = "activation"
+    is_identity: ClassVar[bool] = False
+    """True only for f(z) = z, which layers then skip entirely."""
+
+    def forward(self, z: Array, out: Array | None = None) -> Array:
+        raise NotImplementedError
+
+    def backward(self, z: Array, a: Array, grad: Array) -> Array:
+        raise NotImplementedError
+
+
+class Loss(Component):
+    """A training objective, averaged over the samples of a batch.
+
+    `value(outputs, targets)` is the mean loss, `gradient(outputs, targets)` its gradient with respect to
+    `outputs` (so it already carries the 1/n of the mean); the gradient may live in a buffer that the next
+    call reuses, and the layers below may overwrite it during backward. Classification losses take logits and fuse the
+    link (softmax/sigmoid) inside for stability; `link(outputs)` maps outputs to predictions (probabilities
+    for classification), which is what metrics and `Model.predict` see.
+
+    `prepare_targets(y, n_outputs)` turns a dataset's targets into the array the loss compares with outputs
+    (for example one-hot rows); it is called once before training, not per batch.
+    """
+
+    kind: ClassVar[str] = "loss"
+    tasks: ClassVar[tuple[Task, ...]] = ("regression", "binary", "multiclass")
+
+    def value(self, outputs: Array, targets: Array) -> float:
+        raise NotImplementedError
+
+    def gradient(self, outputs: Array, targets: Array) -> Array:
+        raise NotImplementedError
+
+    def link(self, outputs: Array) -> Array:
+        return outputs
+
+    def prepare_targets(self, y: Array, n_outputs: int, dtype: np.dtype[Any]) -> Array:
+        targets = np.asarray(y, dtype=dtype)
+        return targets.reshape(len(targets), -1)
+
+    def check_outputs(self, n_outputs: int, task: Task, n_classes: int | None) -> str | None:
+        """A reason why a model with `n_outputs` outputs cannot be trained with this loss, or None."""
+        return None
+
+
+class Layer(Component):
+    """A building block of a sequential model.
+
+    `build(input_dim, dtype, rng)` creates the parameters and returns the output width. `forward(x,
+    training)` returns the output; `backward(grad)` receives dL/d(output), stores the parameter gradients and
+    returns dL/d(input) (or None when `needs_input_grad` is False, as for the first layer).
+    `parameters()` and `gradients()` are parallel lists of arrays; optimisers update the former in place.
+    """
+
+    kind: ClassVar[str] = "layer"
+
+    needs_input_grad: bool = True
+
+    def build(self, input_dim: int, dtype: np.dtype[Any], rng: np.random.Generator) -> int:
+        raise NotImplementedError
+
+    def forward(self, x: Array, training: bool) -> Array:
+        raise NotImplementedError
+
+    def backward(self, grad: Array) -> Array | None:
+        raise NotImplementedError
+
+    def parameters(self) -> list[Array]:
+        return []
+
+    def gradients(self) -> list[Array]:
+        return []
+
+    def bind(self, params: list[Array], grads: list[Array]) -> bool:
+        """Adopt `params`/`grads` (same shapes, already holding the values) as the layer's own arrays.
+
+        The model calls this to place every parameter in one contiguous buffer, so that an element-wise
+        optimiser updates all of them with a handful of numpy calls. Return False (the default) to keep
+        your own arrays; the model then hands the optimiser one array per parameter.
+        """
+        return False
+
+    def config(self) -> dict[str, Any]:
+        """The layer's entry for a saved architecture: its name and params."""
+        return {"type": self.name, **self.params.model_dump()}
+
+
+class OptimizerParams(Params):
+    lr: float = Field(0.01, gt=0, description="Learning rate (step size).")
+
+
+class Optimizer(Component):
+    """Updates parameters in place from their gradients.
+
+    `step(params, grads)` is called once per batch with the model's parallel lists; the optimiser keeps its
+    per-parameter state (velocities, moments) itself, created on the first step. `state_dict()` and
+    `load_state_dict()` give that state as plain arrays and numbers, for exact resume.
+    """
+
+    kind: ClassVar[str] = "optimizer"
+    Params: ClassVar[type[Params]] = OptimizerParams
+    elementwise: ClassVar[bool] = True
+    """True when the update treats every element on its own (sgd, momentum, adam, ...): the trainer then
+    passes all parameters as one flat array, which is much faster for small models. Set False for an
+    update that needs each parameter's shape (per-layer norms, ...)."""
+
+    @property
+    def lr(self) -> float:
+        return float(self.params.lr)  # type: ignore[attr-defined]
+
+    @lr.setter
+    def lr(self, value: float) -> None:
+        self.params.lr = value  # type: ignore[attr-defined]
+
+    def step(self, params: list[Array], grads: list[Array]) -> None:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state:
+            raise ValueError(f"{type(self).__name__} has no state to load")
+
+
+@dataclass
+class DataBundle:
+    """What a dataset returns: features, targets and what they mean.
+
+    `X` is (n_samples, n_features). `y` is (n_samples,) integer class labels for classification, or
+    (n_samples,) / (n_samples, n_targets) values for regression.
+    """
+
+    X: Array
+    y: Array
+    task: Task
+    feature_names: list[str] = field(default_factory=list)
+    target_names: list[str] = field(default_factory=list)
+    description: str = ""
+
+    @property
+    def n_classes(self) -> int | None:
+        if self.task == "regression":
+            return None
+        if self.target_names:
+            return len(self.target_names)
+        return int(np.max(self.y)) + 1 if len(self.y) else 0
+
+
+class Dataset(Component):
+    """A source of training data.
+
+    `load(rng)` returns a `DataBundle`; any randomness (synthetic data) comes from `rng`, which is derived
+    from the experiment's seed, so the same config gives the same data.
+    """
+
+    kind: ClassVar[str] = "dataset"
+
+    def load(self, rng: np.random.Generator) -> DataBundle:
+        raise NotImplementedError
+
+
+class Metric(Component):
+    """A number computed per epoch on the training and the validation data.
+
+    `direction` says whether lower (`"min"`) or higher (`"max"`) is better; early stopping and sweeps take
+    the direction from here, never from the name. `tasks` lists the tasks the metric applies to.
+    `__call__(y_true, y_pred)` gets the dataset's targets and the loss's link applied to the outputs.
+    """
+
+    kind: ClassVar[str] = "metric"
+    direction: ClassVar[Direction] = "max"
+    tasks: ClassVar[tuple[Task, ...]] = ("regression", "binary", "multiclass")
+
+    def __call__(self, y_true: Array, y_pred: Array) -> float:
+        raise NotImplementedError
+
+
+class Callback(Component):
+    """A plugin object for one run: its `@hookimpl` methods receive the event hooks of that run.
+
+    Instances are registered on the run's plugin manager before `before_fit` and removed after the run,
+    so runs never share callback state. `state_dict()`/`load_state_dict()` carry the state that a
+    checkpoint must keep.
+    """
+
+    kind: ClassVar[str] = "callback"
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        return None
+
+    def validate_against(self, trainer: Trainer) -> None:
+        """Check this callback's settings against the run before the first epoch (raise UserError)."""
+        return None
+
+
+KINDS: dict[str, type[Component]] = {
+    "activation": Activation,
+    "callback": Callback,
+    "dataset": Dataset,
+    "layer": Layer,
+    "loss": Loss,
+    "metric": Metric,
+    "optimizer": Optimizer,
+}
+"""Every kind of component, by the singular name used in messages and the registry."""

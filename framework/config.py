@@ -1,0 +1,227 @@
+"""The experiment file: one pydantic `Experiment` model with the canonical keys of DESIGN.md section 6.
+
+Files are TOML, YAML or JSON; they are parsed, never evaluated. Validation happens in two steps:
+`Experiment.from_file` checks the structure (sections, types, ranges), and `Experiment.resolve` checks each
+component section against that component's own `Params` once the plugins are known, filling in defaults.
+The resolved experiment is what a run logs; passed back to `backprop run`, it re-runs the same experiment.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+
+from framework.errors import ConfigError
+from framework.validation import format_validation_error
+
+SUFFIXES = (".toml", ".yaml", ".yml", ".json")
+
+
+class Section(BaseModel):
+    """A config section whose keys are fixed: an unknown key is an error."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ComponentSection(BaseModel):
+    """A section naming a component; its other keys are that component's params, checked by `resolve`."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str = Field(description="The registered name of the component.")
+
+    def component_params(self) -> dict[str, Any]:
+        own = set(type(self).model_fields)
+        return {k: v for k, v in self.model_dump().items() if k not in own}
+
+
+class DataSection(ComponentSection):
+    validation_split: float = Field(
+        0.2, ge=0.0, lt=1.0, description="Fraction of the samples held out for validation (0 for none)."
+    )
+    standardize: bool = Field(True, description="Scale features to zero mean, unit variance (train split).")
+
+
+class LayerSection(BaseModel):
+    """One layer: `type` names a registered layer (dense by default); other keys are its params."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field("dense", description="The registered name of the layer.")
+
+    def component_params(self) -> dict[str, Any]:
+        return {k: v for k, v in self.model_dump().items() if k != "type"}
+
+
+class ModelSection(Section):
+    layers: list[LayerSection] = Field(min_length=1, description="The layers, input to output.")
+
+
+class TrainingSection(Section):
+    epochs: int = Field(10, ge=1, description="Number of passes over the training data.")
+    batch_size: int = Field(32, ge=1, description="Samples per gradient step (the last batch may be smaller).")
+    shuffle: bool = Field(True, description="Reshuffle the training data every epoch.")
+    metrics: list[str] | None = Field(
+        None, description="Metric names; by default accuracy for classification, mae and r2 for regression."
+    )
+
+
+class TrackingSection(Section):
+    enabled: bool = Field(True, description="Log the run to MLflow.")
+    experiment: str | None = Field(None, description="MLflow experiment name (default: the experiment's name).")
+    run_name: str | None = Field(None, description="MLflow run name (default: generated).")
+
+
+class Experiment(Section):
+    """A whole experiment: data, model, loss, optimiser, training, callbacks and tracking."""
+
+    name: str = Field(min_length=1, description="Name of the experiment.")
+    seed: int = Field(0, ge=0, description="Seed of every random choice of the run.")
+    dtype: Literal["float32", "float64"] = Field("float32", description="Floating point precision.")
+    plugins: list[str] = Field(
+        default_factory=list, description="Extra plugins: module names, or .py files relative to this file."
+    )
+    data: DataSection
+    model: ModelSection
+    loss: ComponentSection
+    optimizer: ComponentSection
+    training: TrainingSection = Field(default_factory=TrainingSection)
+    callbacks: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="One section per enabled callback, keyed by its name."
+    )
+    tracking: TrackingSection = Field(default_factory=TrackingSection)
+
+    _source: Path | None = PrivateAttr(default=None)
+
+    @property
+    def source(self) -> Path | None:
+        """The file this experiment was read from, if any."""
+        return self._source
+
+    @property
+    def base_dir(self) -> Path | None:
+        return self._source.parent if self._source is not None else None
+
+    # -- reading ------------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_file(cls, path: str | Path, overrides: Sequence[str] = ()) -> Experiment:
+        """Read and validate an experiment file, applying `key.path=value` overrides first."""
+        path = Path(path)
+        data = read_config_file(path)
+        apply_overrides(data, overrides)
+        return cls.from_dict(data, source=path)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: Path | None = None) -> Experiment:
+        try:
+            experiment = cls.model_validate(dict(data))
+        except ValidationError as exc:
+            where = f"{source}: " if source is not None else ""
+            lines = format_validation_error(exc, model=cls).splitlines()
+            raise ConfigError("\n".join(where + line for line in lines)) from None
+        experiment._source = source
+        return experiment
+
+    def to_dict(self) -> dict[str, Any]:
+        """The experiment as plain data (JSON-compatible), with every key written out."""
+        return self.model_dump(mode="json")
+
+    def flat(self) -> dict[str, Any]:
+        """The experiment as dotted keys, for MLflow params."""
+        return flatten(self.to_dict())
+
+    def with_source(self, source: Path | None) -> Experiment:
+        self._source = source
+        return self
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Parse a TOML, YAML or JSON file into a dict; errors name the file and the position."""
+    if not path.exists():
+        raise ConfigError(f"config file {str(path)!r} not found")
+    if path.is_dir():
+        raise ConfigError(f"config path {str(path)!r} is a directory, not a file")
+    suffix = path.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise ConfigError(f"{path}: unsupported config format {suffix!r}; use one of {', '.join(SUFFIXES)}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot be read: {exc}") from None
+    try:
+        if suffix == ".toml":
+            data: Any = tomllib.loads(text)
+        elif suffix == ".json":
+            data = json.loads(text)
+        else:
+            import yaml  # YAML is parsed with the safe loader: no object construction
+
+            data = yaml.safe_load(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
+    except Exception as exc:  # yaml.YAMLError, without importing yaml at module level
+        raise ConfigError(f"{path}: invalid YAML: {' '.join(str(exc).split())}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a table of keys, got {type(data).__name__}")
+    return data
+
+
+def parse_value(text: str) -> Any:
+    """Parse an override's value as a TOML value (`0.1`, `true`, `"x"`, `[1, 2]`), else keep the string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> None:
+    """Apply `key.path=value` overrides in place; a path through a non-table is an error."""
+    for override in overrides:
+        key, sep, raw = override.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--set {override!r}: expected KEY=VALUE, for example optimizer.lr=0.1")
+        parts = key.split(".")
+        node: Any = data
+        for i, part in enumerate(parts[:-1]):
+            if isinstance(node, list):
+                if not part.isdigit() or int(part) >= len(node):
+                    raise ConfigError(f"--set {key}: {'.'.join(parts[: i + 1])} is not an index of the list")
+                node = node[int(part)]
+                continue
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {key}: {'.'.join(parts[:i])} is not a table")
+            node = node.setdefault(part, {})
+        last = parts[-1]
+        value = parse_value(raw.strip())
+        if isinstance(node, list):
+            if not last.isdigit() or int(last) >= len(node):
+                raise ConfigError(f"--set {key}: {last!r} is not an index of the list")
+            node[int(last)] = value
+        elif isinstance(node, dict):
+            node[last] = value
+        else:
+            raise ConfigError(f"--set {key}: {'.'.join(parts[:-1])} is not a table")
+
+
+def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts (and lists) as dotted keys: ``{"a": {"b": 1}, "l": [{"u": 2}]}`` -> ``a.b``, ``l.0.u``."""
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten(value, path + "."))
+        elif isinstance(value, list) and value and all(isinstance(v, Mapping) for v in value):
+            for i, item in enumerate(value):
+                flat.update(flatten(item, f"{path}.{i}."))
+        else:
+            flat[path] = value
+    return flat

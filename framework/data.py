@@ -1,0 +1,92 @@
+"""From a dataset's arrays to the training and validation splits the trainer uses.
+
+Checks come first (non-finite values, shapes), so bad data is rejected before any training, with the
+feature named. The validation split is stratified for classification; standardisation is fitted on the
+training split only and kept with the model so that predictions apply it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from framework.components import Array, DataBundle
+from framework.errors import DataError
+from framework.model import Standardizer
+
+
+def check_bundle(bundle: DataBundle, dataset: str) -> None:
+    """Reject data that cannot be trained on, naming the dataset and the feature or target."""
+    X, y = bundle.X, bundle.y
+    if X.ndim != 2:
+        raise DataError(f"dataset {dataset!r}: features must be a 2-D array (samples, features), got {X.shape}")
+    if len(X) == 0:
+        raise DataError(f"dataset {dataset!r} has no samples")
+    if len(y) != len(X):
+        raise DataError(f"dataset {dataset!r}: {len(X)} feature rows but {len(y)} targets")
+    if not np.issubdtype(X.dtype, np.number):
+        raise DataError(f"dataset {dataset!r}: features must be numeric, got dtype {X.dtype}")
+    bad = ~np.isfinite(X).all(axis=0)
+    if bad.any():
+        column = int(np.flatnonzero(bad)[0])
+        label = bundle.feature_names[column] if column < len(bundle.feature_names) else f"#{column}"
+        rows = np.flatnonzero(~np.isfinite(X[:, column]))
+        raise DataError(
+            f"dataset {dataset!r}: feature {label!r} has NaN or infinite values "
+            f"({len(rows)} rows, first at row {int(rows[0])}); clean or impute them before training"
+        )
+    if bundle.task == "regression":
+        if not np.isfinite(np.asarray(y, dtype=float)).all():
+            raise DataError(f"dataset {dataset!r}: the target has NaN or infinite values")
+    elif len(y) and (np.min(y) < 0 or not np.issubdtype(np.asarray(y).dtype, np.integer)):
+        raise DataError(f"dataset {dataset!r}: class labels must be integers from 0, got dtype {np.asarray(y).dtype}")
+
+
+def split_indices(
+    n: int, fraction: float, rng: np.random.Generator, labels: Array | None = None
+) -> tuple[Array, Array]:
+    """Train and validation indices; stratified by `labels` when given (each class keeps its share)."""
+    if fraction <= 0:
+        return np.arange(n), np.arange(0)
+    if labels is None:
+        perm = rng.permutation(n)
+        n_val = max(1, round(n * fraction))
+        if n_val >= n:
+            raise DataError(f"validation_split={fraction} leaves no training samples out of {n}")
+        return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+    val_parts = []
+    for cls in np.unique(labels):
+        members = np.flatnonzero(labels == cls)
+        members = members[rng.permutation(len(members))]
+        val_parts.append(members[: round(len(members) * fraction)])
+    val = np.sort(np.concatenate(val_parts)) if val_parts else np.arange(0)
+    if len(val) == 0:
+        # Too few samples per class to stratify: fall back to a plain random split.
+        return split_indices(n, fraction, rng, None)
+    train = np.setdiff1d(np.arange(n), val)
+    if len(train) == 0:
+        raise DataError(f"validation_split={fraction} leaves no training samples out of {n}")
+    return train, val
+
+
+def prepare(
+    bundle: DataBundle, fraction: float, standardize: bool, dtype: np.dtype[Any], rng: np.random.Generator
+) -> tuple[Array, Array, Array, Array, Standardizer | None]:
+    """Split, cast and standardise: (X_train, y_train, X_val, y_val, standardizer)."""
+    X = np.asarray(bundle.X, dtype=dtype)
+    y = np.asarray(bundle.y)
+    labels = y if bundle.task != "regression" else None
+    train_idx, val_idx = split_indices(len(X), fraction, rng, labels)
+    X_train, X_val = X[train_idx], X[val_idx]
+    scaler = Standardizer.fit(X_train) if standardize else None
+    if scaler is not None:
+        X_train = scaler.transform(X_train)
+        X_val = scaler.transform(X_val)
+    return (
+        np.ascontiguousarray(X_train),
+        y[train_idx],
+        np.ascontiguousarray(X_val),
+        y[val_idx],
+        scaler,
+    )

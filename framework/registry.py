@@ -1,0 +1,120 @@
+"""Registries: every component class that the loaded plugins provide, indexed by kind and name.
+
+Built once per plugin manager by calling each plugin's registration hooks one at a time, so every
+component is known with the plugin that provides it. A name registered twice for one kind is an error
+naming both plugins; an unknown name is an error listing the available ones, with a did-you-mean.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from pydantic import ValidationError
+
+from framework.components import KINDS, Component
+from framework.errors import ComponentClashError, ConfigError, PluginError, UnknownComponentError
+from framework.hookspecs import REGISTRATION_HOOKS
+from framework.pluginmanager import PluginHost
+from framework.validation import format_validation_error
+
+C = TypeVar("C", bound=Component)
+
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_\-]*$")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One registered component: its class and the plugin that provides it."""
+
+    cls: type[Component]
+    plugin: str
+
+
+class Registry:
+    """Component classes by kind (`"optimizer"`, `"loss"`, ...) and name."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
+
+    @classmethod
+    def from_host(cls, host: PluginHost) -> Registry:
+        """Call every registration hook of every plugin once and index what they return."""
+        registry = cls()
+        for kind, hook_name in REGISTRATION_HOOKS.items():
+            caller = getattr(host.pm.hook, hook_name)
+            for impl in reversed(caller.get_hookimpls()):
+                try:
+                    returned = impl.function()
+                except Exception as exc:
+                    raise PluginError(
+                        f"plugin {impl.plugin_name!r} failed in hook {hook_name}: {type(exc).__name__}: {exc}"
+                    ) from exc
+                registry._add_all(kind, hook_name, impl.plugin_name, returned)
+        return registry
+
+    def _add_all(self, kind: str, hook_name: str, plugin: str, returned: object) -> None:
+        if returned is None:
+            return
+        if not isinstance(returned, list | tuple):
+            raise PluginError(
+                f"plugin {plugin!r}: hook {hook_name} must return a list of classes, got {type(returned).__name__}"
+            )
+        for item in returned:
+            self.add(kind, item, plugin=plugin)
+
+    def add(self, kind: str, component: object, plugin: str = "<direct>") -> None:
+        """Register `component` (a class) under its `name`; a clash names both plugins."""
+        base = KINDS[kind]
+        if not (isinstance(component, type) and issubclass(component, base)):
+            raise PluginError(
+                f"plugin {plugin!r} registered {component!r} as a {kind}, "
+                f"but it is not a subclass of framework.{base.__name__}"
+            )
+        name = component.name
+        if not isinstance(name, str) or not NAME_PATTERN.match(name):
+            raise PluginError(
+                f"plugin {plugin!r}: {kind} class {component.__qualname__} has name {name!r}; "
+                "a name is lower case letters, digits, '_' and '-', starting with a letter"
+            )
+        existing = self._entries[kind].get(name)
+        if existing is not None and existing.cls is not component:
+            raise ComponentClashError(
+                f"{kind} {name!r} is registered twice: by plugin {existing.plugin!r} "
+                f"({existing.cls.__module__}.{existing.cls.__qualname__}) and by plugin {plugin!r} "
+                f"({component.__module__}.{component.__qualname__}). "
+                "help: disable or uninstall one of the two plugins"
+            )
+        self._entries[kind][name] = Entry(component, plugin)
+
+    def names(self, kind: str) -> list[str]:
+        return sorted(self._entries[kind])
+
+    def entries(self, kind: str) -> Mapping[str, Entry]:
+        return dict(sorted(self._entries[kind].items()))
+
+    def get(self, kind: str, name: str, where: str | None = None) -> type[Component]:
+        """The class registered as `name`, or an error listing what is available."""
+        entry = self._entries[kind].get(name)
+        if entry is None:
+            raise UnknownComponentError(kind, name, self._entries[kind], where=where)
+        return entry.cls
+
+    def params(self, kind: str, name: str, values: Mapping[str, Any], where: str) -> Any:
+        """Validate `values` with the component's `Params`; errors name the config section."""
+        cls = self.get(kind, name, where=f"{where}.name" if where else None)
+        try:
+            return cls.Params(**values)
+        except ValidationError as exc:
+            raise ConfigError(format_validation_error(exc, prefix=where, model=cls.Params)) from None
+
+    def create(self, kind: str, name: str, values: Mapping[str, Any], where: str, expect: type[C]) -> C:
+        """Build a component from a config section, with its params validated."""
+        params = self.params(kind, name, values, where)
+        cls = self.get(kind, name)
+        instance = cls(params)
+        if not isinstance(instance, expect):
+            raise PluginError(f"{kind} {name!r} does not build a {expect.__name__}")
+        return instance
