@@ -1,0 +1,182 @@
+"""The built-in losses: mse, binary_cross_entropy and cross_entropy.
+
+The classification losses take logits and fuse their link (sigmoid, softmax) into the loss, which keeps
+them finite for any logits and makes the gradient the simple (prediction - target) / n.
+
+`gradient()` runs once per batch, so it writes into a buffer kept on the loss for each (shape, dtype); the
+returned array is overwritten by the next `gradient()` call of the same shape (the caller may modify it in
+place, as the model's backward pass does). `value()` never touches that buffer.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from framework.components import Array, Loss, Params, Task
+from framework.markers import hookimpl
+from plugins.activations import sigmoid
+
+
+class _BufferedLoss(Loss):
+    """A loss whose gradient is written into a buffer reused across batches of the same shape."""
+
+    def __init__(self, params: Params | None = None, /, **kwargs: Any) -> None:
+        super().__init__(params, **kwargs)
+        self._buffers: dict[tuple[tuple[int, ...], np.dtype[Any]], Array] = {}
+
+    def _buffer(self, like: Array) -> Array:
+        key = (like.shape, like.dtype)
+        buf = self._buffers.get(key)
+        if buf is None:
+            if len(self._buffers) > 8:  # evaluation on odd sizes must not grow memory without bound
+                self._buffers.clear()
+            buf = self._buffers[key] = np.empty_like(like)
+        return buf
+
+
+def _check_shapes(loss: Loss, outputs: Array, targets: Array) -> None:
+    # Broadcasting (n, k) against (n, 1) would give a wrong loss silently.
+    if outputs.shape != targets.shape:
+        raise ValueError(
+            f"{loss.name}: outputs {outputs.shape} and targets {targets.shape} differ in shape; "
+            "help: targets must come from the loss's prepare_targets()"
+        )
+
+
+class MSE(_BufferedLoss):
+    """L = mean over all n·k elements of (o - t)^2; dL/do = 2 (o - t) / (n·k)."""
+
+    name: ClassVar[str] = "mse"
+    # A multiclass model would need one-hot targets, which prepare_targets cannot build without the task.
+    tasks: ClassVar[tuple[Task, ...]] = ("regression", "binary")
+
+    def value(self, outputs: Array, targets: Array) -> float:
+        _check_shapes(self, outputs, targets)
+        diff = outputs - targets  # o - t
+        return float(np.mean(np.square(diff, out=diff)))  # mean of (o - t)^2 (pairwise summation)
+
+    def gradient(self, outputs: Array, targets: Array) -> Array:
+        _check_shapes(self, outputs, targets)
+        grad = np.subtract(outputs, targets, out=self._buffer(outputs))  # o - t
+        grad *= 2 / outputs.size  # d/do of the mean of squares
+        return grad
+
+    def prepare_targets(self, y: Array, n_outputs: int, dtype: np.dtype[Any]) -> Array:
+        targets = super().prepare_targets(y, n_outputs, dtype)
+        if targets.shape[1] != n_outputs:
+            raise ValueError(
+                f"mse: the targets have {targets.shape[1]} column(s), the model has {n_outputs} output(s); "
+                f"help: set the last layer's units = {targets.shape[1]}"
+            )
+        return targets
+
+    def check_outputs(self, n_outputs: int, task: Task, n_classes: int | None) -> str | None:
+        if task == "binary" and n_outputs != 1:
+            return f"mse on a binary task compares one output with the 0/1 label, the model has {n_outputs}"
+        return None
+
+
+class BinaryCrossEntropy(_BufferedLoss):
+    """L = mean of -[t log σ(o) + (1-t) log(1-σ(o))] = softplus(o) - t·o on logits o; dL/do = (σ(o) - t)/n."""
+
+    name: ClassVar[str] = "binary_cross_entropy"
+    tasks: ClassVar[tuple[Task, ...]] = ("binary",)
+
+    def value(self, outputs: Array, targets: Array) -> float:
+        _check_shapes(self, outputs, targets)
+        # softplus(o) = log(1 + e^o) = logaddexp(0, o), finite for any o.
+        per_sample = np.logaddexp(0, outputs) - targets * outputs
+        return float(np.mean(per_sample))
+
+    def gradient(self, outputs: Array, targets: Array) -> Array:
+        _check_shapes(self, outputs, targets)
+        grad = sigmoid(outputs, out=self._buffer(outputs))  # σ(o), the fused link
+        grad -= targets  # σ(o) - t
+        grad *= 1 / outputs.shape[0]  # the 1/n of the mean over samples
+        return grad
+
+    def link(self, outputs: Array) -> Array:
+        return sigmoid(outputs)
+
+    def prepare_targets(self, y: Array, n_outputs: int, dtype: np.dtype[Any]) -> Array:
+        targets = super().prepare_targets(y, n_outputs, dtype)
+        if targets.shape[1] != 1 or np.any((targets < 0) | (targets > 1)):
+            raise ValueError(
+                "binary_cross_entropy: targets must be one column of labels in [0, 1]; "
+                "help: for more than two classes use cross_entropy"
+            )
+        return targets
+
+    def check_outputs(self, n_outputs: int, task: Task, n_classes: int | None) -> str | None:
+        if n_outputs != 1:
+            return (
+                f"binary_cross_entropy needs exactly 1 output (the logit of class 1), the model has "
+                f"{n_outputs}; help: set the last layer's units = 1, or use cross_entropy"
+            )
+        return None
+
+
+def softmax(outputs: Array, out: Array | None = None) -> Array:
+    """Row-wise softmax(o)_j = e^(o_j - max o) / Σ_i e^(o_i - max o); the shift keeps e^x <= 1."""
+    out = np.subtract(outputs, outputs.max(axis=1, keepdims=True), out=out)  # o - max o (may alias)
+    np.exp(out, out=out)
+    out /= out.sum(axis=1, keepdims=True)
+    return out
+
+
+class CrossEntropy(_BufferedLoss):
+    """L = mean over samples of -Σ_j t_j log softmax(o)_j on logits o; dL/do = (softmax(o) - t) / n."""
+
+    name: ClassVar[str] = "cross_entropy"
+    tasks: ClassVar[tuple[Task, ...]] = ("binary", "multiclass")
+
+    def value(self, outputs: Array, targets: Array) -> float:
+        _check_shapes(self, outputs, targets)
+        shifted = outputs - outputs.max(axis=1, keepdims=True)  # o - max o: e^x cannot overflow
+        log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))  # log softmax(o)
+        return float(-np.sum(targets * log_probs) / outputs.shape[0])
+
+    def gradient(self, outputs: Array, targets: Array) -> Array:
+        _check_shapes(self, outputs, targets)
+        grad = softmax(outputs, out=self._buffer(outputs))  # softmax(o), the fused link
+        grad -= targets  # softmax(o) - t
+        grad *= 1 / outputs.shape[0]  # the 1/n of the mean over samples
+        return grad
+
+    def link(self, outputs: Array) -> Array:
+        return softmax(outputs)
+
+    def prepare_targets(self, y: Array, n_outputs: int, dtype: np.dtype[Any]) -> Array:
+        """One-hot rows (n, n_outputs) from integer class labels of shape (n,) or (n, 1)."""
+        labels = np.asarray(y)
+        if labels.ndim == 2 and labels.shape[1] == 1:
+            labels = labels[:, 0]
+        if labels.ndim != 1 or np.any(labels != np.round(labels)):
+            raise ValueError(
+                f"cross_entropy: targets must be integer class labels of shape (n,), got shape {labels.shape}"
+            )
+        if len(labels) and (labels.min() < 0 or labels.max() >= n_outputs):
+            raise ValueError(
+                f"cross_entropy: labels must lie in 0..{n_outputs - 1} for {n_outputs} outputs, found "
+                f"{labels.min():g}..{labels.max():g}; help: the last layer needs one unit per class"
+            )
+        targets = np.zeros((len(labels), n_outputs), dtype=dtype)
+        targets[np.arange(len(labels)), labels.astype(np.intp)] = 1
+        return targets
+
+    def check_outputs(self, n_outputs: int, task: Task, n_classes: int | None) -> str | None:
+        if n_classes is None:
+            return "cross_entropy needs class labels (a binary or multiclass dataset)"
+        if n_outputs != n_classes:
+            return (
+                f"cross_entropy needs one output per class ({n_classes}), the model has {n_outputs}; "
+                f"help: set the last layer's units = {n_classes}"
+            )
+        return None
+
+
+@hookimpl
+def register_losses() -> list[type[Loss]]:
+    return [MSE, BinaryCrossEntropy, CrossEntropy]
