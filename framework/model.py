@@ -57,7 +57,7 @@ class Dense(Layer):
         self.b: Array = np.empty(0)
         self.dW: Array = np.empty((0, 0))
         self.db: Array = np.empty(0)
-        self._buffers: dict[int, tuple[Array, Array, Array, Array]] = {}
+        self._buffers: dict[tuple[int, bool], tuple[Array, Array, Array, Array]] = {}
         self._x: Array | None = None
         self._z: Array | None = None
         self._a: Array | None = None
@@ -85,9 +85,11 @@ class Dense(Layer):
         self._buffers.clear()
         return units
 
-    def _buffers_for(self, n: int) -> tuple[Array, Array, Array, Array]:
-        # One set of buffers per batch size: the full batches and, at most, one smaller last batch.
-        bufs = self._buffers.get(n)
+    def _buffers_for(self, n: int, training: bool = True) -> tuple[Array, Array, Array, Array]:
+        # One set of buffers per batch size (the full batches and, at most, one smaller last batch), and
+        # separate ones for inference, so that evaluating between a training forward and its backward
+        # (from a hook, say) cannot overwrite what backward needs.
+        bufs = self._buffers.get((n, training))
         if bufs is None:
             dtype = self.W.dtype
             units, inputs = self.params.units, self.W.shape[0]
@@ -97,15 +99,16 @@ class Dense(Layer):
             ones = np.ones(n, dtype=dtype)
             bufs = (z, a, dx, ones)
             if len(self._buffers) > 8:  # evaluation on odd sizes must not grow memory without bound
-                self._buffers.clear()
-            self._buffers[n] = bufs
+                for key in [k for k in self._buffers if not k[1]]:
+                    del self._buffers[key]
+            self._buffers[(n, training)] = bufs
         return bufs
 
     def _is_identity(self) -> bool:
         return self.activation is None or self.activation.is_identity
 
     def forward(self, x: Array, training: bool) -> Array:
-        z, a, _, _ = self._buffers_for(x.shape[0])
+        z, a, _, _ = self._buffers_for(x.shape[0], training)
         np.matmul(x, self.W, out=z)  # z = x @ W
         if self.params.use_bias:
             z += self.b  # + b, broadcast over rows

@@ -191,3 +191,20 @@ def test_a_diverging_run_stops_with_the_reason() -> None:
         result = fit(Experiment.from_dict(config))
     assert "train_loss is" in result.stop_reason
     assert len(result.history) < 50
+
+
+def test_evaluating_between_forward_and_backward_leaves_the_gradients_right() -> None:
+    run = prepare_run(Experiment.from_dict(xor_config(dtype="float64")), track=False)
+    model, loss, train = run.trainer.model, run.trainer.loss, run.trainer.train
+    other = np.random.default_rng(1).normal(size=train.X.shape)
+
+    def gradients(evaluate_in_between: bool) -> list[np.ndarray]:
+        out = model.forward(train.X, training=True)
+        grad = loss.gradient(out, train.targets)
+        if evaluate_in_between:
+            model.forward(other, training=False)  # same batch size, inference mode
+        model.backward(grad)
+        return [g.copy() for g in model.gradients()]
+
+    for clean, disturbed in zip(gradients(False), gradients(True), strict=True):
+        np.testing.assert_array_equal(clean, disturbed)
