@@ -160,6 +160,10 @@ def prepare_run(
             )
     model.preprocess = scaler
     model.link = loss.link
+    model.loss_spec = {"name": experiment.loss.name, **experiment.loss.component_params()}
+    model.feature_names = list(bundle.feature_names)
+    model.target_names = list(bundle.target_names)
+    model.task = bundle.task
     optimizer = registry.create(
         "optimizer",
         experiment.optimizer.name,

@@ -191,6 +191,11 @@ class Model:
         self.dtype = dtype
         self.preprocess = preprocess
         self.link = link
+        self.loss_spec: dict[str, Any] | None = None
+        """The loss's name and params: saved with the model so that loading restores the link."""
+        self.feature_names: list[str] = []
+        self.target_names: list[str] = []
+        self.task: str | None = None
         self._params: list[Array] = []
         self._grads: list[Array] = []
         self.flat_parameters: Array | None = None
@@ -275,6 +280,19 @@ class Model:
         if not chunks:
             return np.empty((0, 0), dtype=self.dtype)
         return np.concatenate(chunks)
+
+    def save(self, path: Any) -> Any:
+        """Save to a directory (`.npz` weights and JSON; no pickle). See `framework.serialize`."""
+        from framework.serialize import save_model
+
+        return save_model(self, path)
+
+    @classmethod
+    def load(cls, path: Any, registry: Any = None) -> Model:
+        """Load a model saved with `save`; its layers and activations come from the installed plugins."""
+        from framework.serialize import load_model
+
+        return load_model(path, registry)
 
     def predict(self, X: Any) -> Array:
         """Predictions for raw features: standardised as in training, then the link (probabilities)."""

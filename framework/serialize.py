@@ -1,0 +1,165 @@
+"""Saving and loading models without pickle: `.npz` arrays plus a JSON description.
+
+A saved model is a directory:
+
+    model.json     format version, input width, dtype, the layers' configs, the loss (for the link that
+                   predictions apply), feature and target names
+    weights.npz    every parameter array, and the standardisation's mean and scale
+
+Arrays are read with `allow_pickle=False` and the JSON is parsed, never evaluated, so loading an untrusted
+model cannot run code. Directories are written to a temporary sibling and renamed into place, so a failure
+never leaves a half-written model behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from framework.components import Activation, Array, Layer, Loss
+from framework.errors import UserError
+from framework.model import Model, Standardizer
+
+FORMAT = "backprop-model"
+FORMAT_VERSION = 1
+MODEL_JSON = "model.json"
+WEIGHTS = "weights.npz"
+
+
+@contextmanager
+def atomic_directory(path: Path) -> Iterator[Path]:
+    """Yield a temporary directory that replaces `path` only if the block completes."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        yield tmp
+        if path.exists():
+            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            path.rename(old)
+            tmp.rename(path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def save_arrays(path: Path, arrays: Mapping[str, Array]) -> None:
+    """Write arrays to an `.npz` file (numeric arrays only: object arrays would need pickle)."""
+    for name, array in arrays.items():
+        if np.asarray(array).dtype.hasobject:
+            raise TypeError(f"array {name!r} holds Python objects; only numeric arrays are saved")
+    named: dict[str, Any] = {k: np.asarray(v) for k, v in arrays.items()}
+    with open(path, "wb") as fh:
+        np.savez(fh, **named)
+
+
+def load_arrays(path: Path) -> dict[str, Array]:
+    """Read an `.npz` file without ever unpickling."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {name: data[name] for name in data.files}
+    except ValueError as exc:  # "Object arrays cannot be loaded when allow_pickle=False"
+        raise UserError(f"{path}: refused to load ({exc})") from None
+    except (OSError, EOFError) as exc:
+        raise UserError(f"{path}: not a readable .npz file ({exc})") from None
+
+
+def model_description(model: Model) -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "input_dim": model.input_dim,
+        "dtype": str(model.dtype),
+        "layers": [layer.config() for layer in model.layers],
+        "loss": model.loss_spec,
+        "feature_names": list(model.feature_names),
+        "target_names": list(model.target_names),
+        "task": model.task,
+    }
+
+
+def save_model(model: Model, path: Path) -> Path:
+    """Save `model` as a directory at `path` (replaced atomically if it exists)."""
+    path = Path(path)
+    arrays: dict[str, Array] = {}
+    for i, layer in enumerate(model.layers):
+        for j, p in enumerate(layer.parameters()):
+            arrays[f"layer{i}.param{j}"] = p
+    if model.preprocess is not None:
+        arrays["preprocess.mean"] = model.preprocess.mean
+        arrays["preprocess.scale"] = model.preprocess.scale
+    with atomic_directory(path) as tmp:
+        (tmp / MODEL_JSON).write_text(json.dumps(model_description(model), indent=2) + "\n")
+        save_arrays(tmp / WEIGHTS, arrays)
+    return path
+
+
+def load_model(path: Path, registry: Any = None) -> Model:
+    """Rebuild a saved model; layers, activations and the loss come from the registries of the plugins.
+
+    Args:
+        path: the directory written by `save_model`.
+        registry: a `framework.registry.Registry`; by default one is built from the installed plugins.
+    """
+    path = Path(path)
+    try:
+        description = json.loads((path / MODEL_JSON).read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path}: no {MODEL_JSON}; is this a directory written by backprop?") from None
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path / MODEL_JSON}: invalid JSON ({exc})") from None
+    if description.get("format") != FORMAT or description.get("format_version") != FORMAT_VERSION:
+        raise UserError(
+            f"{path}: not a backprop model of format version {FORMAT_VERSION} "
+            f"(found {description.get('format')!r} {description.get('format_version')!r})"
+        )
+    arrays = load_arrays(path / WEIGHTS)
+    if registry is None:
+        from framework.pluginmanager import create_plugin_manager
+        from framework.registry import Registry
+
+        registry = Registry.from_host(create_plugin_manager())
+    dtype = np.dtype(description["dtype"])
+    layers: list[Layer] = []
+    width = int(description["input_dim"])
+    rng = np.random.default_rng(0)  # the initial values are overwritten below
+    for i, spec in enumerate(description["layers"]):
+        spec = dict(spec)
+        kind_name = spec.pop("type")
+        layer = registry.create("layer", kind_name, spec, where=f"layers.{i}", expect=Layer)
+        activation_name = getattr(layer.params, "activation", None)
+        if isinstance(activation_name, str) and hasattr(layer, "set_activation"):
+            layer.set_activation(registry.create("activation", activation_name, {}, where="", expect=Activation))
+        layer.needs_input_grad = i > 0
+        width = layer.build(width, dtype, rng)
+        for j, p in enumerate(layer.parameters()):
+            saved = arrays.get(f"layer{i}.param{j}")
+            if saved is None or saved.shape != p.shape:
+                raise UserError(f"{path}: weights of layer {i} do not match its description")
+            p[...] = saved
+        layers.append(layer)
+    preprocess = None
+    if "preprocess.mean" in arrays:
+        preprocess = Standardizer(arrays["preprocess.mean"].astype(dtype), arrays["preprocess.scale"].astype(dtype))
+    model = Model(layers, int(description["input_dim"]), dtype, preprocess=preprocess)
+    loss_spec = description.get("loss")
+    if loss_spec:
+        values = {k: v for k, v in loss_spec.items() if k != "name"}
+        loss = registry.create("loss", loss_spec["name"], values, where="loss", expect=Loss)
+        model.link = loss.link
+        model.loss_spec = dict(loss_spec)
+    model.feature_names = list(description.get("feature_names", []))
+    model.target_names = list(description.get("target_names", []))
+    model.task = description.get("task")
+    return model
