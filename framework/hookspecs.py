@@ -83,7 +83,8 @@ def register_commands(app: Any) -> None:
     """Add sub-commands to the `backprop` command line.
 
     Args:
-        app: the root `typer.Typer` application; add commands with `@app.command()` or `app.add_typer`.
+        app: a `typer.Typer` of this plugin's own, whose commands join the root `backprop` command; add
+            commands with `@app.command()` or `app.add_typer`. A name the core has is skipped.
 
     Called only when the CLI runs a command it does not know itself, so `backprop --help` imports no plugin.
     """

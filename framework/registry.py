@@ -33,6 +33,13 @@ class Entry:
     plugin: str
 
 
+def _call_registration(impl: Any, plugin: str, hook_name: str) -> object:
+    try:
+        return impl.function()
+    except Exception as exc:
+        raise PluginError(f"plugin {plugin!r} failed in hook {hook_name}: {type(exc).__name__}: {exc}") from exc
+
+
 class Registry:
     """Component classes by kind (`"optimizer"`, `"loss"`, ...) and name."""
 
@@ -40,19 +47,36 @@ class Registry:
         self._entries: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
 
     @classmethod
-    def from_host(cls, host: PluginHost) -> Registry:
-        """Call every registration hook of every plugin once and index what they return."""
+    def from_host(cls, host: PluginHost, strict: bool | None = None) -> Registry:
+        """Call every registration hook of every plugin once and index what they return.
+
+        Plugins are asked in the order they were registered, one whole plugin at a time: a plugin whose
+        registration hook raises or returns something that is not a component is skipped as a whole (its
+        components and its hooks), unless `strict` (by default, the host's) makes that an error. Two plugins
+        registering the same name is always an error, naming both.
+        """
+        strict = host.strict if strict is None else strict
         registry = cls()
-        for kind, hook_name in REGISTRATION_HOOKS.items():
-            caller = getattr(host.pm.hook, hook_name)
-            for impl in reversed(caller.get_hookimpls()):
-                try:
-                    returned = impl.function()
-                except Exception as exc:
-                    raise PluginError(
-                        f"plugin {impl.plugin_name!r} failed in hook {hook_name}: {type(exc).__name__}: {exc}"
-                    ) from exc
-                registry._add_all(kind, hook_name, impl.plugin_name, returned)
+        for name, plugin in host.pm.list_name_plugin():
+            if plugin is None:
+                continue  # blocked: never imported
+            staged = cls()
+            try:
+                for kind, hook_name in REGISTRATION_HOOKS.items():
+                    for impl in getattr(host.pm.hook, hook_name).get_hookimpls():
+                        if impl.plugin is plugin:
+                            staged._add_all(kind, hook_name, name, _call_registration(impl, name, hook_name))
+            except ComponentClashError:
+                raise
+            except PluginError as exc:
+                info = host.infos.get(name)
+                if strict or info is None or info.origin != "entry point":
+                    raise  # plugins named explicitly (and callbacks) must work
+                host.fail(info, str(exc), exc.__cause__ or exc)
+                continue
+            for kind in KINDS:
+                for entry in staged._entries[kind].values():
+                    registry.add(kind, entry.cls, plugin=entry.plugin)
         return registry
 
     def _add_all(self, kind: str, hook_name: str, plugin: str, returned: object) -> None:
@@ -88,6 +112,14 @@ class Registry:
                 "help: disable or uninstall one of the two plugins"
             )
         self._entries[kind][name] = Entry(component, plugin)
+
+    def by_plugin(self) -> dict[str, dict[str, list[str]]]:
+        """Component names per plugin and kind: ``{"optimizers": {"optimizer": ["momentum", "sgd"]}}``."""
+        provided: dict[str, dict[str, list[str]]] = {}
+        for kind in KINDS:
+            for name, entry in self.entries(kind).items():
+                provided.setdefault(entry.plugin, {}).setdefault(kind, []).append(name)
+        return provided
 
     def names(self, kind: str) -> list[str]:
         return sorted(self._entries[kind])
