@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 from framework.build import prepare_run
 from framework.config import Experiment
@@ -16,6 +17,8 @@ def fit(
     track: bool | None = None,
     plugins: Sequence[str | object] = (),
     strict_plugins: bool = False,
+    disabled_plugins: Sequence[str] = (),
+    resume: str | Path | None = None,
 ) -> FitResult:
     """Train the experiment and return the model, the history, the stop reason and the MLflow run id.
 
@@ -26,6 +29,18 @@ def fit(
         track: log to MLflow; `None` follows the experiment's `tracking.enabled`.
         plugins: extra plugins for this run (module names, `.py` paths or plugin objects).
         strict_plugins: fail if an installed plugin does not load, instead of skipping it.
+        disabled_plugins: plugins to leave out of this run (besides the experiment's own list); never imported.
+        resume: a checkpoint directory (`checkpoints/<experiment>/<run>/epoch-N`) to continue from; the
+            experiment must be the one it was made with (only `training.epochs`, the checkpoint options and
+            tracking may differ). See `framework.checkpoint`.
     """
-    run = prepare_run(experiment, callbacks, track=track, plugins=plugins, strict_plugins=strict_plugins)
+    run = prepare_run(
+        experiment,
+        callbacks,
+        track=track,
+        plugins=plugins,
+        strict_plugins=strict_plugins,
+        disabled_plugins=disabled_plugins,
+        resume=resume,
+    )
     return run.trainer.fit()

@@ -7,16 +7,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from framework.components import Activation, Callback, Dataset, Layer, Loss, Metric, Optimizer, Task
-from framework.config import Experiment
+from framework.config import ComponentSection, DataSection, Experiment, OptimizerSection
 from framework.data import check_bundle, prepare
 from framework.errors import ConfigError, DataError, UserError
-from framework.model import Dense, Model
-from framework.pluginmanager import PluginHost, create_plugin_manager
+from framework.model import Dense, Model, Standardizer
+from framework.pluginmanager import PluginHost, create_plugin_manager, disabled_from_env
 from framework.registry import Registry
 from framework.trainer import Split, Trainer
 
@@ -31,10 +32,16 @@ PROGRESS_CALLBACK = "progress"
 
 
 def load_plugins(
-    experiment: Experiment, extra: Sequence[str | object] = (), strict: bool = False
+    experiment: Experiment, extra: Sequence[str | object] = (), strict: bool = False, disabled: Sequence[str] = ()
 ) -> tuple[PluginHost, Registry]:
-    """A fresh plugin manager with the built-ins, entry points and the experiment's own plugins."""
-    host = create_plugin_manager([*experiment.plugins, *extra], base_dir=experiment.base_dir, strict=strict)
+    """A fresh plugin manager with the built-ins, entry points and the experiment's own plugins.
+
+    Disabled (never imported): the experiment's `disabled_plugins`, `BACKPROP_DISABLE_PLUGINS` and `disabled`.
+    """
+    blocked = [*experiment.disabled_plugins, *disabled_from_env(), *disabled]
+    host = create_plugin_manager(
+        [*experiment.plugins, *extra], base_dir=experiment.base_dir, strict=strict, disabled=blocked
+    )
     return host, Registry.from_host(host)
 
 
@@ -46,16 +53,22 @@ def resolve(experiment: Experiment, registry: Registry) -> Experiment:
     """
     data = experiment.to_dict()
 
-    def section(kind: str, key: str, values: dict[str, Any]) -> dict[str, Any]:
+    def section(kind: str, key: str, values: dict[str, Any], core: type[ComponentSection]) -> dict[str, Any]:
+        # The section's own keys (DataSection.validation_split, OptimizerSection.clip_norm, ...) belong to
+        # the core; the rest are the component's params.
+        core_keys = set(core.model_fields) - {"name"}
         own = {k: values[k] for k in ("name",) if k in values}
-        params = {k: v for k, v in values.items() if k not in own and k not in {"validation_split", "standardize"}}
+        params = {k: v for k, v in values.items() if k not in own and k not in core_keys}
         validated = registry.params(kind, values["name"], params, where=key)
-        rest = {k: v for k, v in values.items() if k in {"validation_split", "standardize"}}
+        rest = {k: v for k, v in values.items() if k in core_keys}
         return {**own, **rest, **validated.model_dump(mode="json")}
 
-    data["data"] = section("dataset", "data", data["data"])
-    data["loss"] = section("loss", "loss", data["loss"])
-    data["optimizer"] = section("optimizer", "optimizer", data["optimizer"])
+    data["data"] = section("dataset", "data", data["data"], DataSection)
+    data["loss"] = section("loss", "loss", data["loss"], ComponentSection)
+    data["optimizer"] = section("optimizer", "optimizer", data["optimizer"], OptimizerSection)
+    if data["optimizer"].get("weight_decay") is None:  # written out: the resolved config says what ran
+        optimizer_cls = registry.get("optimizer", data["optimizer"]["name"])
+        data["optimizer"]["weight_decay"] = getattr(optimizer_cls, "default_weight_decay", 0.0)
     layers = []
     for i, layer in enumerate(data["model"]["layers"]):
         kind_name = layer.get("type", "dense")
@@ -120,19 +133,24 @@ def prepare_run(
     progress: bool = False,
     plugins: Sequence[str | object] = (),
     strict_plugins: bool = False,
+    disabled_plugins: Sequence[str] = (),
+    resume: str | Path | None = None,
 ) -> Run:
-    """Load plugins, resolve the config, build data, model and callbacks, and check they fit together."""
-    host, registry = load_plugins(experiment, plugins, strict=strict_plugins)
+    """Load plugins, resolve the config, build data, model and callbacks, and check they fit together.
+
+    With `resume` (a checkpoint directory), the run continues from that checkpoint: weights, optimiser and
+    callback state, random generator, history and epoch are restored (`framework.checkpoint.restore`).
+    """
+    host, registry = load_plugins(experiment, plugins, strict=strict_plugins, disabled=disabled_plugins)
     experiment = resolve(experiment, registry)
     dtype = np.dtype(experiment.dtype)
     seeds = np.random.SeedSequence(experiment.seed).spawn(4)
     data_rng, split_rng, init_rng, shuffle_rng = (np.random.default_rng(s) for s in seeds)
 
     # Data: load, check, split, standardise.
-    data_params = {
-        k: v for k, v in experiment.data.model_dump().items() if k not in {"name", "validation_split", "standardize"}
-    }
+    data_params = experiment.data.component_params()
     dataset = registry.create("dataset", experiment.data.name, data_params, where="data", expect=Dataset)
+    dataset.base_dir = experiment.base_dir  # file datasets read paths relative to the experiment file
     bundle = dataset.load(data_rng)
     check_bundle(bundle, experiment.data.name)
     X_train, y_train, X_val, y_val, scaler = prepare(
@@ -159,6 +177,15 @@ def prepare_run(
                 f"has {targets_width} target column(s); set units = {targets_width}"
             )
     model.preprocess = scaler
+    target_scaler = None
+    if experiment.data.standardize_target:
+        if bundle.task != "regression":
+            raise ConfigError(
+                f"data.standardize_target: only regression targets can be standardised; dataset "
+                f"{experiment.data.name!r} is a {bundle.task} task"
+            )
+        target_scaler = Standardizer.fit(np.asarray(y_train, dtype=dtype).reshape(len(y_train), -1))
+    model.target_scaler = target_scaler
     model.link = loss.link
     model.loss_spec = {"name": experiment.loss.name, **experiment.loss.component_params()}
     model.feature_names = list(bundle.feature_names)
@@ -184,8 +211,16 @@ def prepare_run(
             )
         metrics[name] = metric
 
-    train = Split(X_train, loss.prepare_targets(y_train, n_outputs, dtype), y_train)
-    val = Split(X_val, loss.prepare_targets(y_val, n_outputs, dtype), y_val) if len(X_val) else None
+    def loss_targets(y: Any, split: str) -> Any:
+        if target_scaler is not None:
+            y = target_scaler.transform(np.asarray(y, dtype=dtype).reshape(len(y), -1))
+        try:
+            return loss.prepare_targets(y, n_outputs, dtype)
+        except ValueError as exc:  # the loss's own check of the targets: a data problem, said in one line
+            raise DataError(f"dataset {experiment.data.name!r} ({split} split) and loss {loss.name!r}: {exc}") from None
+
+    train = Split(X_train, loss_targets(y_train, "training"), y_train)
+    val = Split(X_val, loss_targets(y_val, "validation"), y_val) if len(X_val) else None
     trainer = Trainer(
         experiment=experiment,
         model=model,
@@ -221,14 +256,21 @@ def prepare_run(
     for i, callback in enumerate(run_callbacks):
         name = f"run-callback-{i}-{getattr(callback, 'name', '') or type(callback).__name__}"
         host.register(callback, name, _callback_info(name, callback))
+    trainer.callbacks = run_callbacks
     for callback in run_callbacks:
         validate = getattr(callback, "validate_against", None)
         if validate is not None:
             validate(trainer)
+    if resume is not None:
+        from framework.checkpoint import restore
+
+        restore(trainer, Path(resume))
     return Run(experiment, host, registry, trainer, run_callbacks)
 
 
 def _callback_info(name: str, callback: object) -> Any:
     from framework.pluginmanager import PluginInfo
 
-    return PluginInfo(name=name, source=f"callback {type(callback).__module__}.{type(callback).__qualname__}")
+    return PluginInfo(
+        name=name, source=f"callback {type(callback).__module__}.{type(callback).__qualname__}", origin="callback"
+    )

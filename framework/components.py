@@ -11,6 +11,7 @@ Components are built with ``Cls(params)`` or, from Python, ``Cls(lr=0.1)``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
@@ -159,6 +160,17 @@ class Layer(Component):
         """The layer's entry for a saved architecture: its name and params."""
         return {"type": self.name, **self.params.model_dump()}
 
+    def state_dict(self) -> dict[str, Any]:
+        """State that is not a parameter but must survive a checkpoint (a dropout layer's random generator).
+
+        Plain data only: numbers, strings, lists, dicts and numpy arrays.
+        """
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state:
+            raise ValueError(f"{type(self).__name__} has no state to load")
+
 
 class OptimizerParams(Params):
     lr: float = Field(0.01, gt=0, description="Learning rate (step size).")
@@ -174,6 +186,12 @@ class Optimizer(Component):
 
     kind: ClassVar[str] = "optimizer"
     Params: ClassVar[type[Params]] = OptimizerParams
+    decoupled_weight_decay: ClassVar[bool] = False
+    """How the core applies `[optimizer] weight_decay = λ`: False adds the L2 term λ·p to the gradient before
+    `step` (sgd, momentum, adam, ...); True shrinks the parameters, p ← p - lr·λ·p, before `step` (adamw).
+    Optimisers never implement weight decay (or gradient clipping) themselves."""
+    default_weight_decay: ClassVar[float] = 0.0
+    """The weight decay used when the experiment does not set `[optimizer] weight_decay` (adamw: 0.01)."""
     elementwise: ClassVar[bool] = True
     """True when the update treats every element on its own (sgd, momentum, adam, ...): the trainer then
     passes all parameters as one flat array, which is much faster for small models. Set False for an
@@ -226,10 +244,13 @@ class Dataset(Component):
     """A source of training data.
 
     `load(rng)` returns a `DataBundle`; any randomness (synthetic data) comes from `rng`, which is derived
-    from the experiment's seed, so the same config gives the same data.
+    from the experiment's seed, so the same config gives the same data. `base_dir` is the directory of the
+    experiment file (None when the experiment did not come from a file): file datasets resolve relative
+    paths against it.
     """
 
     kind: ClassVar[str] = "dataset"
+    base_dir: Path | None = None
 
     def load(self, rng: np.random.Generator) -> DataBundle:
         raise NotImplementedError

@@ -45,6 +45,28 @@ class DataSection(ComponentSection):
         0.2, ge=0.0, lt=1.0, description="Fraction of the samples held out for validation (0 for none)."
     )
     standardize: bool = Field(True, description="Scale features to zero mean, unit variance (train split).")
+    standardize_target: bool = Field(
+        False,
+        description="Regression only: scale the targets to zero mean, unit variance (train split); the loss "
+        "sees scaled targets, metrics and predictions are in the original units.",
+    )
+
+
+class OptimizerSection(ComponentSection):
+    """`[optimizer]`: the optimiser's name and params, plus the options the core applies for every optimiser."""
+
+    weight_decay: float | None = Field(
+        None,
+        ge=0,
+        description="Weight decay λ: L2 (g + λ·p) for most optimisers, decoupled (p - lr·λ·p) for adamw; "
+        "default: the optimiser's own (0, adamw 0.01).",
+    )
+    clip_norm: float | None = Field(
+        None, gt=0, description="Scale the gradients down when their global norm exceeds this (default: off)."
+    )
+    clip_value: float | None = Field(
+        None, gt=0, description="Clip every gradient element to [-clip_value, clip_value] (default: off)."
+    )
 
 
 class LayerSection(BaseModel):
@@ -69,12 +91,39 @@ class TrainingSection(Section):
     metrics: list[str] | None = Field(
         None, description="Metric names; by default accuracy for classification, mae and r2 for regression."
     )
+    checkpoint_every: int = Field(
+        0, ge=0, description="Write a checkpoint every N epochs, and at the end (0: never, except on Ctrl-C)."
+    )
+    checkpoint_on_interrupt: bool = Field(
+        True, description="On Ctrl-C or SIGTERM, write a checkpoint of the last completed epoch."
+    )
+    checkpoint_dir: str = Field(
+        "checkpoints", description="Root of the checkpoints: <dir>/<experiment>/<run id>/epoch-NNNN (cwd-relative)."
+    )
 
 
 class TrackingSection(Section):
     enabled: bool = Field(True, description="Log the run to MLflow.")
     experiment: str | None = Field(None, description="MLflow experiment name (default: the experiment's name).")
     run_name: str | None = Field(None, description="MLflow run name (default: generated).")
+    log_every_n_steps: int | None = Field(
+        None, ge=1, description="Also log the batch loss every N steps (default: per-epoch metrics only)."
+    )
+
+
+class SweepSection(Section):
+    """The `[sweep]` section: what `backprop sweep` varies (see framework/sweep.py)."""
+
+    grid: dict[str, list[Any]] = Field(
+        default_factory=dict, description="Values to try per key (dotted path); trials are their product."
+    )
+    params: dict[str, str] = Field(
+        default_factory=dict,
+        description="Random parameters per key: uniform(a,b), loguniform(a,b), int(a,b) or choice(a,b,...).",
+    )
+    trials: int = Field(0, ge=0, description="Random draws of `params` (each combined with every grid point).")
+    seed: int = Field(0, ge=0, description="Seed of the random draws, so that a random sweep is repeatable.")
+    metric: str = Field("val_loss", description="The metric that ranks the trials (its direction is declared).")
 
 
 class Experiment(Section):
@@ -86,15 +135,19 @@ class Experiment(Section):
     plugins: list[str] = Field(
         default_factory=list, description="Extra plugins: module names, or .py files relative to this file."
     )
+    disabled_plugins: list[str] = Field(
+        default_factory=list, description="Plugins to leave out of this experiment; they are never imported."
+    )
     data: DataSection
     model: ModelSection
     loss: ComponentSection
-    optimizer: ComponentSection
+    optimizer: OptimizerSection
     training: TrainingSection = Field(default_factory=TrainingSection)
     callbacks: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="One section per enabled callback, keyed by its name."
     )
     tracking: TrackingSection = Field(default_factory=TrackingSection)
+    sweep: SweepSection | None = Field(None, description="What `backprop sweep` varies (ignored by `run`).")
 
     _source: Path | None = PrivateAttr(default=None)
 

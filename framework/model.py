@@ -169,6 +169,10 @@ class Standardizer:
     def transform(self, X: Array) -> Array:
         return ((X - self.mean) / self.scale).astype(X.dtype, copy=False)
 
+    def inverse_transform(self, X: Array) -> Array:
+        """x = x' * scale + mean: back to the original units (regression targets)."""
+        return (X * self.scale + self.mean).astype(X.dtype, copy=False)
+
 
 class Model:
     """A stack of layers applied in order, with the preprocessing and link that predictions need.
@@ -191,6 +195,9 @@ class Model:
         self.dtype = dtype
         self.preprocess = preprocess
         self.link = link
+        self.target_scaler: Standardizer | None = None
+        """Set when the regression targets were standardised (`data.standardize_target`): predictions are
+        mapped back to the targets' units with it."""
         self.loss_spec: dict[str, Any] | None = None
         """The loss's name and params: saved with the model so that loading restores the link."""
         self.feature_names: list[str] = []
@@ -304,4 +311,7 @@ class Model:
         if self.preprocess is not None:
             X = self.preprocess.transform(X)
         out = self.outputs(X)
-        return np.asarray(self.link(out)) if self.link is not None else out
+        predictions = np.asarray(self.link(out)) if self.link is not None else out
+        if self.target_scaler is not None:
+            predictions = self.target_scaler.inverse_transform(predictions)
+        return predictions

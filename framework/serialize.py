@@ -4,7 +4,8 @@ A saved model is a directory:
 
     model.json     format version, input width, dtype, the layers' configs, the loss (for the link that
                    predictions apply), feature and target names
-    weights.npz    every parameter array, and the standardisation's mean and scale
+    weights.npz    every parameter array, the standardisation's mean and scale, and (when the regression
+                   targets were standardised) the targets' mean and scale
 
 Arrays are read with `allow_pickle=False` and the JSON is parsed, never evaluated, so loading an untrusted
 model cannot run code. Directories are written to a temporary sibling and renamed into place, so a failure
@@ -99,6 +100,9 @@ def save_model(model: Model, path: Path) -> Path:
     if model.preprocess is not None:
         arrays["preprocess.mean"] = model.preprocess.mean
         arrays["preprocess.scale"] = model.preprocess.scale
+    if model.target_scaler is not None:
+        arrays["target.mean"] = model.target_scaler.mean
+        arrays["target.scale"] = model.target_scaler.scale
     with atomic_directory(path) as tmp:
         (tmp / MODEL_JSON).write_text(json.dumps(model_description(model), indent=2) + "\n")
         save_arrays(tmp / WEIGHTS, arrays)
@@ -153,6 +157,8 @@ def load_model(path: Path, registry: Any = None) -> Model:
     if "preprocess.mean" in arrays:
         preprocess = Standardizer(arrays["preprocess.mean"].astype(dtype), arrays["preprocess.scale"].astype(dtype))
     model = Model(layers, int(description["input_dim"]), dtype, preprocess=preprocess)
+    if "target.mean" in arrays:
+        model.target_scaler = Standardizer(arrays["target.mean"].astype(dtype), arrays["target.scale"].astype(dtype))
     loss_spec = description.get("loss")
     if loss_spec:
         values = {k: v for k, v in loss_spec.items() if k != "name"}

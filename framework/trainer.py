@@ -14,6 +14,7 @@ import io
 import logging
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -21,8 +22,10 @@ import numpy as np
 from framework.components import Array, Loss, Metric, Optimizer, Task
 from framework.dispatch import EventDispatcher
 from framework.model import Model
+from framework.optimization import StepFunction, make_step
 
 if TYPE_CHECKING:
+    from framework.checkpoint import Snapshot
     from framework.config import Experiment
     from framework.pluginmanager import PluginHost
 
@@ -127,9 +130,18 @@ class Trainer:
         self.start_epoch = 0
         self.step = 0
         self.run_id: str | None = None
+        self.resume_run_id: str | None = None
+        """Set (from the checkpoint) when this run resumes an earlier one: tracking continues that run."""
         self.stop_reason: str | None = None
         self.batch_size = min(experiment.training.batch_size, len(train))
         self.epochs = experiment.training.epochs
+        self.callbacks: list[object] = []
+        """This run's callback objects (their `state_dict()` goes into checkpoints)."""
+        self.checkpoint_dir: Path | None = None
+        """Where this run's checkpoints go; chosen at the first one (or taken over from a resumed run)."""
+        self.last_checkpoint: Path | None = None
+        self._good_weights: list[Array] = []
+        self._snapshot: Snapshot | None = None
 
     @property
     def metric_names(self) -> list[str]:
@@ -138,40 +150,128 @@ class Trainer:
         return [f"{p}_{m}" for p in prefixes for m in ["loss", *self.metrics]]
 
     def fit(self) -> FitResult:
+        """Train from `start_epoch` (0, or the epoch after a resumed checkpoint) to `epochs`.
+
+        Ends normally when the epochs run out, when a `should_stop` answer gives a reason, or when the loss
+        or the weights become NaN or infinite (the weights of the last good epoch are then put back). On an
+        exception (Ctrl-C included) a checkpoint of the last completed epoch is written if
+        `training.checkpoint_on_interrupt`, then `on_fit_error` is called and the exception re-raised.
+        """
         hooks = EventDispatcher(self.host.pm)
+        training = self.experiment.training
+        every = training.checkpoint_every
+        keep_snapshots = every > 0 or training.checkpoint_on_interrupt
         try:
             hooks.call("before_fit", trainer=self)
+            step = self._make_step()
+            self._good_weights = self.model.get_weights()
+            restored_epoch: int | None = None
             for epoch in range(self.start_epoch, self.epochs):
                 self.epoch = epoch
                 if hooks.has("before_epoch"):
                     hooks.call("before_epoch", trainer=self, epoch=epoch)
-                logs = self._train_epoch(epoch, hooks)
+                lr = self.optimizer.lr  # the rate this epoch trains with (schedules set it in before_epoch)
+                logs = self._train_epoch(epoch, hooks, step)
                 if self.val is not None:
                     logs.update(self._evaluate(self.val, "val"))
+                logs["lr"] = lr
                 if hooks.has("after_validation"):
                     hooks.call("after_validation", trainer=self, epoch=epoch, logs=logs)
                 self.history.append(epoch, logs)
                 if hooks.has("after_epoch"):
                     hooks.call("after_epoch", trainer=self, epoch=epoch, logs=logs)
                 reasons = hooks.collect_reasons(trainer=self, epoch=epoch, logs=logs)
-                if not math.isfinite(logs["train_loss"]):
-                    reasons.insert(0, f"train_loss is {logs['train_loss']} at epoch {epoch}")
+                problem = self._non_finite(logs)
+                if problem:
+                    # Keep the last good weights: those at the end of the previous epoch (or the start).
+                    self.model.set_weights(self._good_weights)
+                    restored_epoch = epoch - 1 if epoch > 0 else None
+                    kept = f"the weights of epoch {epoch}" if epoch > 0 else "the initial weights"
+                    reasons.insert(0, f"{problem} at epoch {epoch + 1}; kept {kept}")
+                else:
+                    self._good_weights = self.model.get_weights()
+                    if keep_snapshots:
+                        self._snapshot = self._capture(epoch)
+                        if every and (epoch + 1) % every == 0:
+                            self._write_checkpoint(self._snapshot)
                 if reasons:
                     self.stop_reason = "; ".join(reasons)
                     log.info("stopping after epoch %d: %s", epoch, self.stop_reason)
                     break
             else:
                 self.stop_reason = f"completed {self.epochs} epochs"
+            if every and self._snapshot is not None:
+                self._snapshot.finished = self.stop_reason
+                self._write_checkpoint(self._snapshot)
             result = FitResult(self.model, self.history, self.stop_reason or "", self.run_id, self.experiment)
+            result.restored_epoch = restored_epoch
             hooks.call("after_fit", trainer=self, result=result)
             result.run_id = self.run_id
+            if every and self.checkpoint_dir is not None:
+                self.model.save(self.checkpoint_dir / "model")  # the model fit returns (best weights restored)
             return result
         except BaseException as error:
+            if isinstance(error, KeyboardInterrupt) and training.checkpoint_on_interrupt and self._snapshot is not None:
+                self._snapshot.interrupted = True
+                try:
+                    path = self._write_checkpoint(self._snapshot)
+                    error.add_note(f"checkpoint of epoch {self._snapshot.epoch + 1} written to {path}")
+                except Exception as write_error:  # never hide the interruption behind a failed write
+                    log.warning(
+                        "could not write the interrupt checkpoint: %s: %s", type(write_error).__name__, write_error
+                    )
             for failure in hooks.call_all("on_fit_error", trainer=self, error=error):
                 error.add_note(f"and then on_fit_error failed: {type(failure).__name__}: {failure}")
             raise
 
-    def _train_epoch(self, epoch: int, hooks: EventDispatcher) -> dict[str, float]:
+    def _make_step(self) -> StepFunction:
+        """The per-batch update, with the `[optimizer]` options the core applies (nothing extra when off)."""
+        section = self.experiment.optimizer
+        params = self._step_arrays()[0]
+        weight_decay = section.weight_decay
+        if weight_decay is None:
+            weight_decay = type(self.optimizer).default_weight_decay
+        return make_step(
+            self.optimizer,
+            params,
+            weight_decay=weight_decay,
+            clip_norm=section.clip_norm,
+            clip_value=section.clip_value,
+        )
+
+    def _step_arrays(self) -> tuple[list[Array], list[Array]]:
+        model = self.model
+        if self.optimizer.elementwise and model.flat_parameters is not None and model.flat_gradients is not None:
+            return [model.flat_parameters], [model.flat_gradients]  # one array: a few numpy calls per step
+        return model.parameters(), model.gradients()
+
+    def _non_finite(self, logs: dict[str, float]) -> str | None:
+        """Why this epoch diverged (a non-finite loss, or weights), or None. Once per epoch: cheap."""
+        for key in ("train_loss", "val_loss"):
+            if key in logs and not math.isfinite(logs[key]):
+                return f"{key} is {logs[key]}"
+        flat = self.model.flat_parameters
+        arrays = [flat] if flat is not None else self.model.parameters()
+        if not all(np.isfinite(a).all() for a in arrays):
+            return "the weights are NaN or infinite"
+        return None
+
+    def _capture(self, epoch: int) -> Snapshot:
+        from framework.checkpoint import capture
+
+        return capture(self, epoch, self._good_weights)
+
+    def _write_checkpoint(self, snapshot: Snapshot) -> Path:
+        from framework.checkpoint import run_directory, write_checkpoint
+
+        if self.checkpoint_dir is None:
+            self.checkpoint_dir = run_directory(self)
+        path = write_checkpoint(snapshot, self.checkpoint_dir)
+        self.last_checkpoint = path
+        log.info("checkpoint written: %s", path)
+        return path
+
+    def _train_epoch(self, epoch: int, hooks: EventDispatcher, step: StepFunction | None = None) -> dict[str, float]:
         train = self.train
         n = len(train)
         if self.experiment.training.shuffle:
@@ -179,10 +279,10 @@ class Trainer:
             X, T, y = train.X[perm], train.targets[perm], train.y[perm]  # fancy indexing: one copy each
         else:
             X, T, y = train.X, train.targets, train.y
-        model, loss, optimizer = self.model, self.loss, self.optimizer
-        params, grads = model.parameters(), model.gradients()
-        if optimizer.elementwise and model.flat_parameters is not None and model.flat_gradients is not None:
-            params, grads = [model.flat_parameters], [model.flat_gradients]  # one array: a few numpy calls
+        model, loss = self.model, self.loss
+        params, grads = self._step_arrays()
+        if step is None:
+            step = self._make_step()
         outputs = self._outputs_buffer(n)
         before_batch, after_backward = hooks.has("before_batch"), hooks.has("after_backward")
         after_step, after_batch = hooks.has("after_step"), hooks.has("after_batch")
@@ -197,7 +297,7 @@ class Trainer:
             model.backward(loss.gradient(out, tb))  # dL/d(outputs), then the chain rule through every layer
             if after_backward:
                 hooks.call("after_backward", trainer=self, epoch=epoch, batch=batch)
-            optimizer.step(params, grads)  # parameters updated in place
+            step(params, grads)  # clipping/weight decay if configured, then the optimiser: in place
             if after_step:
                 hooks.call("after_step", trainer=self, epoch=epoch, batch=batch)
             if after_batch:
@@ -230,6 +330,8 @@ class Trainer:
             logs = {f"{prefix}_loss": float(self.loss.value(outputs, targets))}
             if self.metrics:
                 predictions = self.loss.link(outputs)
+                if self.model.target_scaler is not None:  # metrics in the targets' own units
+                    predictions = self.model.target_scaler.inverse_transform(predictions)
                 for name, metric in self.metrics.items():
                     logs[f"{prefix}_{name}"] = float(metric(y, predictions))
         return logs

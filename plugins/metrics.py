@@ -1,4 +1,4 @@
-"""The built-in metrics: accuracy, mae and r2.
+"""The built-in metrics: accuracy, macro precision/recall/F1 and log loss for classification; mae, rmse and r2.
 
 Each takes the dataset's targets (`y_true`: class labels, or regression values of shape (n,) or (n, k))
 and the loss's link applied to the model's outputs (`y_pred`: probabilities, or values of shape (n, k)).
@@ -47,6 +47,107 @@ class Accuracy(Metric):
         return float(np.mean(predicted == labels))
 
 
+def _labels_and_predictions(name: str, y_true: Array, y_pred: Array) -> tuple[Array, Array, int]:
+    """Integer labels, predicted classes (argmax, or p > 0.5 for one column) and the number of classes."""
+    labels = np.asarray(y_true).reshape(-1).astype(np.int64)
+    probs = np.asarray(y_pred, dtype=np.float64)
+    probs = probs.reshape(len(probs), -1)
+    if len(labels) != len(probs):
+        raise ValueError(f"{name}: {len(labels)} labels but {len(probs)} predictions")
+    if len(labels) == 0:
+        raise ValueError(f"{name}: no samples")
+    if probs.shape[1] == 1:
+        return labels, (probs[:, 0] > 0.5).astype(np.int64), 2
+    return labels, probs.argmax(axis=1), probs.shape[1]
+
+
+def _per_class_counts(name: str, y_true: Array, y_pred: Array) -> tuple[Array, Array, Array, Array]:
+    """True positives, predicted and actual counts per class, and which classes occur (in either)."""
+    labels, predicted, n_classes = _labels_and_predictions(name, y_true, y_pred)
+    n_classes = max(n_classes, int(labels.max()) + 1)
+    tp = np.bincount(labels[labels == predicted], minlength=n_classes).astype(np.float64)
+    predicted_count = np.bincount(predicted, minlength=n_classes).astype(np.float64)
+    actual_count = np.bincount(labels, minlength=n_classes).astype(np.float64)
+    present = (predicted_count + actual_count) > 0
+    return tp, predicted_count, actual_count, present
+
+
+def _ratio(numerator: Array, denominator: Array) -> Array:
+    """numerator / denominator, 0 where the denominator is 0 (scikit-learn's zero_division=0)."""
+    return np.divide(numerator, denominator, out=np.zeros_like(numerator), where=denominator > 0)
+
+
+class Precision(Metric):
+    """Macro precision: the mean over classes of TP / (TP + FP), over the classes that are labels or predictions.
+
+    A class never predicted scores 0 (scikit-learn's `zero_division=0`); binary tasks average both classes.
+    """
+
+    name: ClassVar[str] = "precision"
+    direction: ClassVar[Direction] = "max"
+    tasks: ClassVar[tuple[Task, ...]] = ("binary", "multiclass")
+
+    def __call__(self, y_true: Array, y_pred: Array) -> float:
+        tp, predicted, _, present = _per_class_counts(self.name, y_true, y_pred)
+        return float(np.mean(_ratio(tp, predicted)[present]))
+
+
+class Recall(Metric):
+    """Macro recall: the mean over classes of TP / (TP + FN), over the classes that are labels or predictions."""
+
+    name: ClassVar[str] = "recall"
+    direction: ClassVar[Direction] = "max"
+    tasks: ClassVar[tuple[Task, ...]] = ("binary", "multiclass")
+
+    def __call__(self, y_true: Array, y_pred: Array) -> float:
+        tp, _, actual, present = _per_class_counts(self.name, y_true, y_pred)
+        return float(np.mean(_ratio(tp, actual)[present]))
+
+
+class F1(Metric):
+    """Macro F1: the mean over classes of 2·TP / (2·TP + FP + FN), the harmonic mean of precision and recall."""
+
+    name: ClassVar[str] = "f1"
+    direction: ClassVar[Direction] = "max"
+    tasks: ClassVar[tuple[Task, ...]] = ("binary", "multiclass")
+
+    def __call__(self, y_true: Array, y_pred: Array) -> float:
+        tp, predicted, actual, present = _per_class_counts(self.name, y_true, y_pred)
+        return float(np.mean(_ratio(2 * tp, predicted + actual)[present]))
+
+
+class LogLoss(Metric):
+    """Log loss: the mean over samples of -log p(true class), probabilities clipped to [ε, 1-ε] (ε = 1e-15)."""
+
+    name: ClassVar[str] = "log_loss"
+    direction: ClassVar[Direction] = "min"
+    tasks: ClassVar[tuple[Task, ...]] = ("binary", "multiclass")
+
+    def __call__(self, y_true: Array, y_pred: Array) -> float:
+        labels, _, _ = _labels_and_predictions(self.name, y_true, y_pred)
+        probs = np.asarray(y_pred, dtype=np.float64).reshape(len(labels), -1)
+        if probs.shape[1] == 1:  # P(class 1): the probability of the true class is p or 1 - p
+            p_true = np.where(labels == 1, probs[:, 0], 1 - probs[:, 0])
+        else:
+            if labels.max() >= probs.shape[1] or labels.min() < 0:
+                raise ValueError(f"{self.name}: labels outside 0..{probs.shape[1] - 1}")
+            p_true = probs[np.arange(len(labels)), labels]
+        eps = 1e-15
+        return float(-np.mean(np.log(np.clip(p_true, eps, 1 - eps))))
+
+
+class RMSE(Metric):
+    """Root mean squared error √(mean of (y - ŷ)²) per output, averaged over outputs (as scikit-learn)."""
+
+    name: ClassVar[str] = "rmse"
+    direction: ClassVar[Direction] = "min"
+    tasks: ClassVar[tuple[Task, ...]] = ("regression",)
+
+    def __call__(self, y_true: Array, y_pred: Array) -> float:
+        t, p = _as_columns(self.name, y_true, y_pred)
+        return float(np.mean(np.sqrt(np.mean((t - p) ** 2, axis=0))))
+
+
 class MAE(Metric):
     """Mean absolute error: the mean over samples and outputs of |y - ŷ|."""
 
@@ -84,4 +185,4 @@ class R2(Metric):
 
 @hookimpl
 def register_metrics() -> list[type[Metric]]:
-    return [Accuracy, MAE, R2]
+    return [Accuracy, Precision, Recall, F1, LogLoss, MAE, RMSE, R2]

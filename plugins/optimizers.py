@@ -1,7 +1,8 @@
-"""The built-in optimisers: sgd and momentum (classic or Nesterov).
+"""The built-in optimisers: sgd and momentum (classic or Nesterov). Adam and friends: `plugins.adaptive_optimizers`.
 
 Updates happen in place on the model's arrays (the model and the optimiser share them), through scratch
 buffers allocated on the first step, so a step allocates nothing. Gradients are read, never modified.
+Weight decay and gradient clipping are the core's (`framework.optimization`), never an optimiser's.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from framework.components import Array, Optimizer, OptimizerParams, Params
 from framework.markers import hookimpl
 
 
-def _check_state(name: str, state: list[Array], params: list[Array]) -> None:
+def check_state(name: str, state: list[Array], params: list[Array]) -> None:
     if len(state) != len(params) or any(s.shape != p.shape for s, p in zip(state, params, strict=True)):
         raise ValueError(
             f"{name}: the optimiser state was made for parameter shapes {[s.shape for s in state]}, "
@@ -35,7 +36,7 @@ class SGD(Optimizer):
     def step(self, params: list[Array], grads: list[Array]) -> None:
         if not self._scratch:
             self._scratch = [np.empty_like(p) for p in params]
-        _check_state(self.name, self._scratch, params)
+        check_state(self.name, self._scratch, params)
         lr = self.lr
         for p, g, s in zip(params, grads, self._scratch, strict=True):
             np.multiply(g, lr, out=s)  # lr·g
@@ -66,7 +67,7 @@ class Momentum(Optimizer):
     def step(self, params: list[Array], grads: list[Array]) -> None:
         if not self._velocities:
             self._velocities = [np.zeros_like(p) for p in params]
-        _check_state(self.name, self._velocities, params)
+        check_state(self.name, self._velocities, params)
         if not self._scratch:  # the first step, or the first after load_state_dict
             self._scratch = [np.empty_like(p) for p in params]
             self._velocities = [v.astype(p.dtype, copy=False) for v, p in zip(self._velocities, params, strict=True)]

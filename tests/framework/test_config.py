@@ -20,7 +20,15 @@ def test_the_same_experiment_reads_the_same_from_toml_yaml_and_json(tmp_path: Pa
     (tmp_path / "d.yaml").write_text(yaml.safe_dump(data))
     assert Experiment.from_file(tmp_path / "d.json").to_dict() == data
     assert Experiment.from_file(tmp_path / "d.yaml").to_dict() == data
-    assert data["optimizer"] == {"name": "momentum", "lr": 0.05, "momentum": 0.9}
+    assert data["optimizer"] == {
+        "name": "momentum",
+        "lr": 0.05,
+        "momentum": 0.9,
+        # The options the core applies for every optimiser, unset until the config is resolved.
+        "weight_decay": None,
+        "clip_norm": None,
+        "clip_value": None,
+    }
     assert data["model"]["layers"][0] == {"type": "dense", "units": 64, "activation": "relu"}
 
 

@@ -80,7 +80,7 @@ def test_event_hooks_come_in_lifecycle_order() -> None:
             step += 1
         expected += [
             ("after_validation", epoch),
-            ("after_epoch", epoch, ["train_accuracy", "train_loss"]),
+            ("after_epoch", epoch, ["lr", "train_accuracy", "train_loss"]),
             ("should_stop", epoch),
         ]
     expected.append(("after_fit", "completed 2 epochs"))
@@ -153,7 +153,7 @@ def test_history_has_every_metric_for_every_epoch_and_the_split_is_stratified() 
     full = np.bincount(trainer.dataset.y, minlength=10)  # type: ignore[attr-defined]
     assert np.all(np.abs(counts - np.round(full * 0.2)) <= 1)
     result = trainer.fit()
-    assert set(result.history.metrics) == {"train_loss", "train_accuracy", "val_loss", "val_accuracy"}
+    assert set(result.history.metrics) == {"train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr"}
     assert all(len(v) == 3 for v in result.history.metrics.values())
     # The training loss goes down on this easy problem.
     assert result.history.metrics["train_loss"][-1] < result.history.metrics["train_loss"][0]

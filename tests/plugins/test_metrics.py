@@ -108,3 +108,56 @@ def test_shape_mismatches_are_errors() -> None:
         MAE()(np.zeros((4, 2)), np.zeros((4, 3)))
     with pytest.raises(ValueError, match="accuracy"):
         Accuracy()(np.zeros(3), np.zeros((4, 2)))
+
+
+# -- macro precision, recall, F1, log loss, rmse -----------------------------------------------------------
+
+
+def test_macro_scores_by_hand() -> None:
+    from plugins.metrics import F1, Precision, Recall
+
+    # labels 0 0 1 1 2, predicted 0 1 1 1 0 (one-hot-ish probabilities):
+    #   class 0: TP 1, predicted 2, actual 2 -> precision 1/2, recall 1/2, F1 1/2
+    #   class 1: TP 2, predicted 3, actual 2 -> precision 2/3, recall 1,   F1 4/5
+    #   class 2: TP 0, predicted 0, actual 1 -> precision 0 (zero division), recall 0, F1 0
+    y = np.array([0, 0, 1, 1, 2])
+    p = np.eye(3)[[0, 1, 1, 1, 0]] * 0.8 + 0.05
+    assert Precision()(y, p) == pytest.approx((1 / 2 + 2 / 3 + 0) / 3)
+    assert Recall()(y, p) == pytest.approx((1 / 2 + 1 + 0) / 3)
+    assert F1()(y, p) == pytest.approx((1 / 2 + 4 / 5 + 0) / 3)
+    assert (Precision.direction, Recall.direction, F1.direction) == ("max", "max", "max")
+
+
+@pytest.mark.parametrize("n_classes", [2, 4])
+def test_classification_scores_against_sklearn(n_classes: int) -> None:
+    from plugins.metrics import F1, LogLoss, Precision, Recall
+
+    rng = np.random.default_rng(n_classes)
+    y = rng.integers(0, n_classes, 200)
+    logits = rng.normal(size=(200, n_classes)) + 2 * np.eye(n_classes)[y]
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    if n_classes == 2:
+        probs = probs[:, 1:]  # one column: P(class 1), as binary_cross_entropy's link gives
+        predicted = (probs[:, 0] > 0.5).astype(int)
+        sk_probs = np.column_stack([1 - probs[:, 0], probs[:, 0]])
+    else:
+        predicted = probs.argmax(axis=1)
+        sk_probs = probs
+    kw = {"average": "macro", "zero_division": 0}
+    assert Precision()(y, probs) == pytest.approx(skm.precision_score(y, predicted, **kw), rel=1e-12)
+    assert Recall()(y, probs) == pytest.approx(skm.recall_score(y, predicted, **kw), rel=1e-12)
+    assert F1()(y, probs) == pytest.approx(skm.f1_score(y, predicted, **kw), rel=1e-12)
+    expected = skm.log_loss(y, sk_probs, labels=list(range(n_classes)))
+    assert LogLoss()(y, probs) == pytest.approx(expected, rel=1e-9)
+    assert LogLoss.direction == "min"
+
+
+@pytest.mark.parametrize("n_outputs", [1, 3])
+def test_rmse_against_sklearn(n_outputs: int) -> None:
+    from plugins.metrics import RMSE
+
+    rng = np.random.default_rng(5)
+    t, p = rng.normal(size=(50, n_outputs)), rng.normal(size=(50, n_outputs))
+    assert RMSE()(t, p) == pytest.approx(skm.root_mean_squared_error(t, p), rel=1e-12)
+    assert RMSE()(np.array([1.0, 2.0]), np.array([[1.0], [4.0]])) == pytest.approx(math.sqrt(2))  # √((0 + 4)/2)
+    assert RMSE.direction == "min"
