@@ -137,7 +137,13 @@ def test_a_callback_error_marks_the_run_failed(client: Any) -> None:
     # The failing epoch's metrics were logged before the other callback raised.
     steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, "train_loss"))
     assert steps == [0, 1, 2]
-    assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["config.json", "history.csv"]
+    # No model for a failed run, but its curves and history.
+    assert [a.path for a in client.list_artifacts(run.info.run_id)] == [
+        "config.json",
+        "history.csv",
+        "training_curves.png",
+    ]
+    assert not client.get_run(run.info.run_id).outputs.model_outputs
 
 
 @pytest.mark.parametrize("error", [KeyboardInterrupt(), SystemExit(143)], ids=["ctrl-c", "sigterm-exit"])

@@ -1,0 +1,333 @@
+"""MLflow tracking: one MLflow run per training run, finished, failed and interrupted runs included.
+
+The built-in `mlflow` callback, created by `framework.build` when tracking is on (`[tracking]` section,
+`--no-track`). It logs the resolved config as params and as `config.json` (runnable again with
+`backprop run config.json`), the training data as the run's input, the per-epoch metrics (and the batch loss
+every `tracking.log_every_n_steps` steps), tags (seed, git commit, versions, plugins, command line, stop
+reason, best epoch, error), `history.csv`, `training_curves.png` and the model as a pickle-free pyfunc
+model, and ends the run with the status that matches how training ended.
+
+The store is `MLFLOW_TRACKING_URI`, or MLflow's own default (`sqlite:///mlflow.db` in the current directory,
+artifacts in `./mlruns`). If an HTTP server goes away during training, training goes on; what could not be
+sent is saved under `./backprop-unsent/<run_id>/`. Facts behind the choices are in `research/mlflow.md`.
+
+Module layout: `context` (tags, git, server checks), `sender` (the metric thread, the step logger),
+`artifacts` (curves, model, dataset, the local spool), `backprop_pyfunc` (the model's loader, shipped with it).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from framework import Callback, FitResult, Params, Trainer, hookimpl
+from framework.errors import UserError
+from plugins.tracking import artifacts
+from plugins.tracking.context import (
+    HTTP_CLIENT_SETTINGS,
+    MAX_TAG_LENGTH,
+    EnvSettings,
+    check_reachable,
+    cut,
+    default_run_name,
+    is_http,
+    run_tags,
+    status_of,
+    url_printing_suppressed,
+)
+from plugins.tracking.sender import MetricSender, Point, StepLogger, send_points
+
+log = logging.getLogger(__name__)
+
+# Server-enforced limits (mlflow/utils/validation.py; research/mlflow.md §3).
+MAX_PARAMS_PER_BATCH = 100
+MAX_PARAM_LENGTH = 6000  # longer values: cut here, whole in config.json
+MAX_KEY_LENGTH = 250
+MAX_ERROR_LENGTH = 1000
+_VALID_KEY = re.compile(r"^[\w./ -]+$")  # what MLflow accepts in a param key
+STEP_LOGGER_NAME = "run-callback-mlflow-steps"
+
+
+class MlflowTrackingParams(Params):
+    experiment: str | None = Field(None, description="MLflow experiment name (default: the experiment's name).")
+    run_name: str | None = Field(None, description="MLflow run name (default: generated).")
+    log_every_n_steps: int | None = Field(
+        None, ge=1, description="Also log the batch loss every N steps (default: per-epoch metrics only)."
+    )
+
+
+class MlflowTracking(Callback):
+    """Logs the run to MLflow and always ends it: FINISHED, FAILED (`backprop.error` tag) or KILLED.
+
+    Metrics are sent in batches from a background thread, so the training loop never waits on the store.
+    A resumed run continues its MLflow run: when `trainer.resume_run_id` is set before `before_fit` (by
+    `--resume`), that run is reopened instead of a new one being created.
+    """
+
+    name: ClassVar[str] = "mlflow"
+    Params: ClassVar[type[Params]] = MlflowTrackingParams
+    params: MlflowTrackingParams
+
+    run_id: str | None = None  # the MLflow run, while it is open
+    unsent_dir: Path | None = None  # where what could not be sent was saved, if anything
+    _client: Any = None
+    _sender: MetricSender | None = None
+    _steps: StepLogger | None = None
+    _env: EnvSettings | None = None
+
+    def validate_against(self, trainer: Trainer) -> None:
+        # Called once the run's callbacks are registered and before fit() resolves its hooks: the only
+        # moment to add the per-batch hook for step metrics, and only when they are asked for.
+        every = self.params.log_every_n_steps
+        if every is not None and self._steps is None:
+            from framework.pluginmanager import PluginInfo
+
+            self._steps = StepLogger(every)
+            info = PluginInfo(name=STEP_LOGGER_NAME, source="callback plugins.tracking.StepLogger")
+            info.origin = "callback"
+            trainer.host.register(self._steps, STEP_LOGGER_NAME, info)
+
+    # tryfirst: other callbacks' before_fit already see `trainer.run_id`.
+    @hookimpl(tryfirst=True)
+    def before_fit(self, trainer: Trainer) -> None:
+        import mlflow  # 1.2 s: only when tracking is on (research/mlflow.md §1)
+
+        uri = mlflow.get_tracking_uri()
+        check_reachable(uri)
+        if is_http(uri):
+            self._env = EnvSettings(HTTP_CLIENT_SETTINGS)
+        # MlflowClient, not the fluent API: no process-global active run, so runs (and threads) never mix.
+        client = self._client = mlflow.MlflowClient()
+        experiment = trainer.experiment
+        resume_id = getattr(trainer, "resume_run_id", None)
+        if resume_id:
+            existing = self._reopen(client, resume_id)
+        else:
+            experiment_id = _experiment_id(client, self.params.experiment or experiment.name)
+            run_name = self.params.run_name or default_run_name(trainer)
+            run = client.create_run(experiment_id, run_name=run_name, tags=run_tags(trainer))
+            existing = {}
+        self.run_id = trainer.run_id = run_id = resume_id or run.info.run_id
+        log.info("MLflow run %s at %s", run_id, uri)
+        self._log_params(client, run_id, experiment.flat(), existing)
+        client.log_dict(run_id, experiment.to_dict(), "config.json")
+        if not resume_id:
+            try:
+                artifacts.log_dataset(client, trainer, run_id)
+            except Exception as exc:  # the data's description is not worth a run
+                log.warning("MLflow: logging the training data of run %s failed: %s", run_id, exc)
+        self._sender = MetricSender(client, run_id)
+        if self._steps is not None:
+            self._steps.sender = self._sender
+
+    def _reopen(self, client: Any, run_id: str) -> dict[str, str]:
+        """Mark a resumed run RUNNING again and return its params."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            run = client.get_run(run_id)
+        except MlflowException:
+            raise UserError(f"--resume: MLflow run {run_id!r} not found in {client.tracking_uri}") from None
+        client.update_run(run_id, status="RUNNING")
+        return dict(run.data.params)
+
+    @staticmethod
+    def _log_params(client: Any, run_id: str, flat: dict[str, Any], existing: dict[str, str]) -> None:
+        """The flat config as params, within MLflow's limits; never an error for a long value or key.
+
+        A value over MAX_PARAM_LENGTH is cut (and named in the `backprop.truncated_params` tag), a key MLflow
+        refuses is left out (`backprop.skipped_params`); both are whole in `config.json`. A resumed run keeps
+        its params (MLflow's are immutable); changed ones are named in `backprop.resume_changed_params`.
+        """
+        from mlflow.entities import Param, RunTag
+
+        params, truncated, skipped, changed = [], [], [], []
+        for key, value in flat.items():
+            text = str(value)
+            if len(key) > MAX_KEY_LENGTH or not _VALID_KEY.match(key):
+                skipped.append(key)
+                continue
+            if len(text) > MAX_PARAM_LENGTH:
+                truncated.append(key)
+                text = cut(text, MAX_PARAM_LENGTH)
+            if key in existing:
+                if existing[key] != text:
+                    changed.append(key)
+                continue
+            params.append(Param(key, text))
+        for i in range(0, len(params), MAX_PARAMS_PER_BATCH):
+            client.log_batch(run_id, params=params[i : i + MAX_PARAMS_PER_BATCH])
+        notes = {
+            "backprop.truncated_params": truncated,
+            "backprop.skipped_params": skipped,
+            "backprop.resume_changed_params": changed,
+        }
+        tags = [RunTag(k, cut(", ".join(v), MAX_TAG_LENGTH)) for k, v in notes.items() if v]
+        if tags:
+            client.log_batch(run_id, tags=tags)
+
+    # tryfirst: the epoch's metrics are logged even if another callback's after_epoch then fails.
+    @hookimpl(tryfirst=True)
+    def after_epoch(self, trainer: Trainer, epoch: int, logs: dict[str, float]) -> None:
+        if self._sender is None:
+            return
+        now = int(time.time() * 1000)
+        points = [(key, float(value), now, epoch) for key, value in logs.items()]
+        if "lr" not in logs:  # a schedule plugin may already have put the current rate into the logs
+            points.append(("lr", trainer.optimizer.lr, now, epoch))
+        self._sender.put(points)  # one put per epoch: the store is never touched on this thread
+
+    # trylast: end the run after every other after_fit (early stopping restores weights there, and one of
+    # them failing must turn the run into FAILED rather than find it already FINISHED).
+    @hookimpl(trylast=True)
+    def after_fit(self, trainer: Trainer, result: FitResult) -> None:
+        best = artifacts.best_epoch(trainer, result.restored_epoch)
+        self._end(trainer, "FINISHED", result.stop_reason, best_epoch=best)
+
+    @hookimpl(trylast=True)
+    def on_fit_error(self, trainer: Trainer, error: BaseException) -> None:
+        status = status_of(error)
+        tags = {}
+        if status == "FAILED":
+            tags["backprop.error"] = cut(f"{type(error).__name__}: {error}", MAX_ERROR_LENGTH)
+            reason = f"error: {type(error).__name__}"
+        else:
+            reason = f"interrupted: {type(error).__name__}"
+        self._end(trainer, status, trainer.stop_reason or reason, tags, artifacts.best_epoch(trainer, None), error)
+
+    def _end(
+        self,
+        trainer: Trainer,
+        status: str,
+        stop_reason: str,
+        tags: dict[str, str] | None = None,
+        best_epoch: int | None = None,
+        error: BaseException | None = None,
+    ) -> None:
+        """Flush metrics, log the last tags and artifacts, set the status; save locally what cannot be sent."""
+        run_id, client, sender = self.run_id, self._client, self._sender
+        if run_id is None:  # before_fit never created a run, or the run has already ended
+            return
+        self.run_id, self._sender = None, None
+        all_tags = {"backprop.stop_reason": stop_reason, **(tags or {})}
+        if best_epoch is not None:
+            all_tags["backprop.best_epoch"] = str(best_epoch)
+        unsent: list[Point] = []
+        try:
+            if self._steps is not None:
+                try:
+                    self._steps.flush(trainer)  # the batch losses of an epoch cut short
+                except Exception as exc:
+                    log.warning("MLflow: batch losses of the last epoch were not computed: %s", exc)
+            unsent = sender.close() if sender is not None else []
+            online = sender is None or sender.error is None or self._server_answers(client)
+            if online and unsent:
+                send_points(client, run_id, unsent)  # the server is back: send what waited
+                unsent = []
+            if online:
+                self._log_end(client, trainer, run_id, status, all_tags)
+        except Exception as exc:
+            if not self._server_answers(client):
+                self._spool(trainer, run_id, unsent, all_tags, status, error, exc)
+            else:  # the training itself is done: report, do not throw its result away
+                log.warning("MLflow: finishing run %s failed: %s: %s", run_id, type(exc).__name__, exc)
+        else:
+            if not online:
+                self._spool(trainer, run_id, unsent, all_tags, status, error, sender.error if sender else None)
+        finally:
+            # Always set the status ourselves: nothing else will (an uncaught error would otherwise leave
+            # the run RUNNING, or FINISHED at exit; research/mlflow.md §6).
+            if self.unsent_dir is None:
+                try:
+                    with url_printing_suppressed():
+                        client.set_terminated(run_id, status)
+                except Exception as exc:
+                    log.warning("MLflow: could not set run %s to %s: %s", run_id, status, exc)
+            if self._env is not None:
+                self._env.restore()
+                self._env = None
+
+    def _log_end(self, client: Any, trainer: Trainer, run_id: str, status: str, tags: dict[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        client.log_batch(run_id, tags=[RunTag(k, cut(v, MAX_TAG_LENGTH)) for k, v in tags.items()])
+        client.log_text(run_id, trainer.history.to_csv(), "history.csv")
+        with tempfile.TemporaryDirectory(prefix="backprop-curves-") as tmp:
+            try:
+                png = artifacts.curves_png(trainer.history, Path(tmp) / artifacts.CURVES_PNG)
+            except Exception as exc:  # a plotting problem is not a tracking problem
+                log.warning("MLflow: the training curves of run %s were not drawn: %s", run_id, exc)
+                png = None
+            if png is not None:
+                client.log_artifact(run_id, str(png))
+        if status == "FINISHED":  # a failed or interrupted run's weights are not a model to serve
+            artifacts.log_model(client, trainer, run_id)
+
+    def _server_answers(self, client: Any) -> bool:
+        """Whether the store still answers (always true for a local store: its errors are not outages)."""
+        uri = str(getattr(client, "tracking_uri", ""))
+        if not is_http(uri):
+            return True
+        try:
+            check_reachable(uri)
+        except UserError:
+            return False
+        return True
+
+    def _spool(
+        self,
+        trainer: Trainer,
+        run_id: str,
+        points: list[Point],
+        tags: dict[str, str],
+        status: str,
+        error: BaseException | None,
+        cause: BaseException | None,
+    ) -> None:
+        try:
+            where = self.unsent_dir = artifacts.spool(run_id, trainer, points, tags, status, error)
+        except Exception as exc:
+            log.warning(
+                "MLflow: the tracking server went away (%s) and saving run %s locally failed: %s", cause, run_id, exc
+            )
+            return
+        log.warning(
+            "MLflow: the tracking server went away (%s); the model, %d unsent metric values, the tags and the "
+            "final status (%s) of run %s are saved in %s",
+            cause,
+            len(points),
+            status,
+            run_id,
+            where,
+        )
+
+
+def _experiment_id(client: Any, name: str) -> str:
+    """The id of the MLflow experiment `name`, created if it does not exist yet."""
+    from mlflow.exceptions import MlflowException
+
+    found = client.get_experiment_by_name(name)
+    if found is None:
+        try:
+            return str(client.create_experiment(name))
+        except MlflowException:
+            found = client.get_experiment_by_name(name)  # created meanwhile by a parallel run
+            if found is None:
+                raise
+    if found.lifecycle_stage == "deleted":
+        raise UserError(
+            f"tracking.experiment: MLflow experiment {name!r} is deleted; restore it "
+            f"(mlflow experiments restore --experiment-id {found.experiment_id}) or choose another name"
+        )
+    return str(found.experiment_id)
+
+
+@hookimpl
+def register_callbacks() -> list[type[Callback]]:
+    return [MlflowTracking]

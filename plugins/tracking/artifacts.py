@@ -1,0 +1,174 @@
+"""What a run leaves behind besides params and metrics: curves, the model, the dataset, and a local spool.
+
+Each function is called once, when the run ends (or, for the dataset, when it starts), never per epoch.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from framework import History, Trainer
+    from plugins.tracking.sender import Point
+
+log = logging.getLogger(__name__)
+
+CURVES_PNG = "training_curves.png"
+MODEL_NAME = "model"
+LOADER_MODULE = "backprop_pyfunc"  # plugins/tracking/backprop_pyfunc.py, shipped with the model
+UNSENT_DIR = "backprop-unsent"
+INPUT_EXAMPLE_ROWS = 5
+
+
+def curves_png(history: History, path: Path) -> Path | None:
+    """Loss and each metric per epoch, train against validation, one panel each; None without epochs."""
+    bases = list(dict.fromkeys(key.split("_", 1)[1] for key in history.metrics if key.startswith(("train_", "val_"))))
+    if not history.epochs or not bases:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display: render to a file only
+    import matplotlib.pyplot as plt
+
+    epochs = [e + 1 for e in history.epochs]
+    fig, axes = plt.subplots(1, len(bases), figsize=(4.2 * len(bases), 3.4), squeeze=False)
+    try:
+        for ax, base in zip(axes[0], bases, strict=True):
+            for split, style in (("train", "-"), ("val", "--")):
+                values = history.metrics.get(f"{split}_{base}")
+                if values is not None:
+                    ax.plot(epochs, values, style, marker="." if len(epochs) < 30 else None, label=split)
+            ax.set_title(base)
+            ax.set_xlabel("epoch")
+            ax.grid(alpha=0.3)
+            ax.legend()
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+    finally:
+        plt.close(fig)
+    return path
+
+
+def pip_requirements() -> list[str]:
+    """What the logged model needs: numpy and mlflow, at the versions that logged it (explicit: §5)."""
+    import mlflow
+
+    return [f"mlflow=={mlflow.__version__}", f"numpy=={np.__version__}"]
+
+
+def log_model(client: Any, trainer: Trainer, run_id: str) -> None:
+    """Log the trained model as a pyfunc model `model` of the run: npz + JSON, the numpy-only loader.
+
+    The LoggedModel is created here, in the run's experiment: left to `Model.log`, it would land in the
+    fluent API's current experiment (the Default one), where `runs:/<run_id>/model` does not find it.
+    """
+    import mlflow.pyfunc
+    from mlflow.models import Model, ModelSignature
+    from mlflow.types import Schema, TensorSpec
+
+    from framework.serialize import save_model
+    from plugins.tracking import backprop_pyfunc
+
+    model = trainer.model
+    dtype = np.dtype(model.dtype)
+    bundle = getattr(trainer, "dataset", None)  # set by framework.build: the raw features
+    features = bundle.X[:INPUT_EXAMPLE_ROWS] if bundle is not None else np.zeros((1, model.input_dim))
+    raw = np.asarray(features, dtype=dtype)
+    n_out = int(model.predict(raw[:1]).shape[1])
+    signature = ModelSignature(
+        inputs=Schema([TensorSpec(dtype, (-1, model.input_dim))]),
+        outputs=Schema([TensorSpec(dtype, (-1, n_out))]),
+    )
+    experiment_id = client.get_run(run_id).info.experiment_id
+    logged = client.create_logged_model(experiment_id, name=MODEL_NAME, source_run_id=run_id, model_type="backprop")
+    with tempfile.TemporaryDirectory(prefix="backprop-model-") as tmp:
+        data = save_model(model, Path(tmp) / "backprop_model")
+        Model.log(
+            artifact_path=None,  # deprecated in favour of `name`, but still a required argument
+            name=MODEL_NAME,
+            flavor=mlflow.pyfunc,
+            run_id=run_id,
+            model_id=logged.model_id,
+            loader_module=LOADER_MODULE,
+            data_path=str(data),
+            code_paths=[backprop_pyfunc.__file__],
+            signature=signature,
+            input_example=raw,
+            pip_requirements=pip_requirements(),
+        )
+
+
+def log_dataset(client: Any, trainer: Trainer, run_id: str) -> None:
+    """Record the data the run trained on (name, digest, shapes) as the run's `training` input.
+
+    The source is a code source naming the backprop dataset and its params: a made-up URI scheme makes
+    MLflow raise, and a local path makes it warn (research/mlflow.md §6).
+    """
+    import mlflow.data
+    from mlflow.data.code_dataset_source import CodeDatasetSource
+    from mlflow.entities import DatasetInput, InputTag
+
+    experiment = trainer.experiment
+    bundle = getattr(trainer, "dataset", None)
+    if bundle is None:
+        return
+    params = {k: v for k, v in experiment.data.model_dump().items() if k != "name"}
+    source = CodeDatasetSource(
+        {"backprop.dataset": experiment.data.name, "backprop.dataset_params": json.dumps(params, sort_keys=True)}
+    )
+    targets = np.asarray(bundle.y)
+    dataset = mlflow.data.from_numpy(np.asarray(bundle.X), targets=targets, source=source, name=experiment.data.name)
+    tags = [InputTag("mlflow.data.context", "training")]
+    client.log_inputs(run_id, datasets=[DatasetInput(dataset._to_mlflow_entity(), tags=tags)])
+
+
+def best_epoch(trainer: Trainer, restored_epoch: int | None) -> int | None:
+    """The epoch whose weights the model holds if restored, else the one with the lowest val (or train) loss."""
+    if restored_epoch is not None:
+        return restored_epoch
+    history = trainer.history
+    for key in ("val_loss", "train_loss"):
+        values = history.metrics.get(key)
+        if values:
+            finite = [(v, e) for v, e in zip(values, history.epochs, strict=True) if math.isfinite(v)]
+            if finite:
+                return min(finite)[1]
+    return None
+
+
+def spool(
+    run_id: str,
+    trainer: Trainer,
+    points: list[Point],
+    tags: dict[str, str],
+    status: str,
+    error: BaseException | None,
+) -> Path:
+    """Save what could not reach the tracking server under ./backprop-unsent/<run_id>/ and return the path.
+
+    metrics.csv (key, value, timestamp_ms, step: what `log_batch` takes), tags.json, status.json, config.json,
+    history.csv, and the trained model (model/, as written by `framework.serialize.save_model`).
+    """
+    from framework.serialize import save_model
+
+    where = Path.cwd() / UNSENT_DIR / run_id
+    where.mkdir(parents=True, exist_ok=True)
+    with open(where / "metrics.csv", "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(["key", "value", "timestamp_ms", "step"])
+        writer.writerows([key, repr(value), ts, step] for key, value, ts, step in points)
+    (where / "tags.json").write_text(json.dumps(tags, indent=2) + "\n", encoding="utf-8")
+    reason = f"{type(error).__name__}: {error}" if error is not None else None
+    (where / "status.json").write_text(json.dumps({"status": status, "error": reason}, indent=2) + "\n")
+    (where / "config.json").write_text(json.dumps(trainer.experiment.to_dict(), indent=2) + "\n", encoding="utf-8")
+    (where / "history.csv").write_text(trainer.history.to_csv(), encoding="utf-8")
+    save_model(trainer.model, where / "model")
+    return where

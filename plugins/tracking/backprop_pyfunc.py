@@ -1,0 +1,161 @@
+"""The MLflow pyfunc loader of backprop models: numpy only, no pickle, no backprop needed.
+
+`plugins.tracking` logs a trained model with `mlflow.pyfunc.log_model(loader_module="backprop_pyfunc",
+code_paths=[this file], data_path=<the directory written by framework.serialize.save_model>)`. MLflow copies
+this file into the logged model and imports it by its top-level name when the model is loaded, so
+`mlflow.pyfunc.load_model(...)` works wherever numpy and mlflow are installed: backprop is not on PyPI and
+need not be installed where the model is served.
+
+The file is self-contained on purpose (it imports nothing from backprop). It computes exactly what
+`framework.model.Model.predict` computes for the built-in components: standardisation, `dense` layers with
+the built-in activations, and the link of the built-in losses (probabilities for classification). A model
+with any other layer, activation or loss is loaded through backprop itself when backprop (with the plugins
+that provide those components) is installed, and is otherwise refused with a message naming what is
+missing. Keep the formulas in step with `framework/model.py`, `plugins/activations.py` and `plugins/losses.py`;
+`tests/tracking` checks that predictions match bit for bit.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FORMAT = "backprop-model"
+FORMAT_VERSION = 1
+CHUNK = 4096  # Model.outputs' chunk size: the same matrix shapes give the same rounding
+
+Array = Any
+
+
+def _sigmoid(z: Array) -> Array:
+    # plugins.activations.sigmoid, step for step.
+    out = np.empty_like(z)
+    mask = z >= 0
+    np.abs(z, out=out)
+    np.negative(out, out=out)
+    np.exp(out, out=out)
+    np.divide(out, out + 1, out=out)
+    np.subtract(1, out, out=out, where=mask)
+    return out
+
+
+def _leaky_relu(z: Array, slope: float = 0.01) -> Array:
+    out = z.copy()
+    np.multiply(out, slope, out=out, where=z <= 0)
+    return out
+
+
+def _softmax(outputs: Array) -> Array:
+    out = np.subtract(outputs, outputs.max(axis=1, keepdims=True))
+    np.exp(out, out=out)
+    out /= out.sum(axis=1, keepdims=True)
+    return out
+
+
+ACTIVATIONS: dict[str, Callable[[Array], Array] | None] = {
+    "identity": None,
+    "sigmoid": _sigmoid,
+    "tanh": np.tanh,
+    "relu": lambda z: np.maximum(z, 0),
+    "leaky_relu": _leaky_relu,
+}
+LINKS: dict[str, Callable[[Array], Array] | None] = {
+    "mse": None,
+    "binary_cross_entropy": _sigmoid,
+    "cross_entropy": _softmax,
+}
+
+
+class BackpropModel:
+    """A saved backprop model: `predict(X)` takes raw features (n, n_features) and returns predictions."""
+
+    def __init__(self, path: Path) -> None:
+        description = json.loads((path / "model.json").read_text())
+        if description.get("format") != FORMAT or description.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"{path}: not a backprop model of format version {FORMAT_VERSION}")
+        with np.load(path / "weights.npz", allow_pickle=False) as data:
+            arrays = {name: data[name] for name in data.files}
+        self.description = description
+        self.dtype = np.dtype(description["dtype"])
+        self.input_dim = int(description["input_dim"])
+        self.mean = arrays.get("preprocess.mean")
+        self.scale = arrays.get("preprocess.scale")
+        self.layers: list[tuple[Array, Array | None, Callable[[Array], Array] | None]] = []
+        for i, spec in enumerate(description["layers"]):
+            W = arrays[f"layer{i}.param0"]
+            b = arrays[f"layer{i}.param1"] if spec.get("use_bias", True) else None
+            self.layers.append((W, b, ACTIVATIONS[spec.get("activation", "identity")]))
+        loss = description.get("loss") or {}
+        self.link = LINKS[loss["name"]] if loss else None
+
+    @staticmethod
+    def unsupported(description: dict[str, Any]) -> list[str]:
+        """What this module cannot compute itself (components that only backprop's plugins know)."""
+        problems = []
+        for i, spec in enumerate(description.get("layers", [])):
+            if spec.get("type") != "dense":
+                problems.append(f"layer {i} of type {spec.get('type')!r}")
+            elif spec.get("activation", "identity") not in ACTIVATIONS:
+                problems.append(f"activation {spec.get('activation')!r} of layer {i}")
+        loss = (description.get("loss") or {}).get("name")
+        if loss is not None and loss not in LINKS:
+            problems.append(f"loss {loss!r}")
+        return problems
+
+    def predict(self, X: Array) -> Array:
+        X = np.asarray(X, dtype=self.dtype)
+        if X.ndim == 1:
+            X = X.reshape(1, -1)
+        if X.shape[1] != self.input_dim:
+            raise ValueError(f"expected {self.input_dim} features per sample, got {X.shape[1]}")
+        if self.mean is not None and self.scale is not None:
+            X = ((X - self.mean) / self.scale).astype(X.dtype, copy=False)
+        chunks = [self._forward(X[i : i + CHUNK]) for i in range(0, len(X), CHUNK)]
+        out = np.concatenate(chunks) if chunks else np.empty((0, 0), dtype=self.dtype)
+        return self.link(out) if self.link is not None else out
+
+    def _forward(self, x: Array) -> Array:
+        for W, b, activation in self.layers:
+            z = np.matmul(x, W)
+            if b is not None:
+                z += b
+            x = activation(z) if activation is not None else z
+        return x
+
+
+class _PyfuncModel:
+    """What `mlflow.pyfunc` wraps: `predict(model_input, params=None)`."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    def predict(self, model_input: Any, params: dict[str, Any] | None = None) -> Any:
+        if hasattr(model_input, "to_numpy"):  # a pandas DataFrame
+            model_input = model_input.to_numpy()
+        return np.asarray(self.model.predict(model_input))
+
+
+def load(data_path: str | Path) -> Any:
+    """The model in `data_path`: computed here for built-in components, else through backprop if installed."""
+    path = Path(data_path)
+    description = json.loads((path / "model.json").read_text())
+    problems = BackpropModel.unsupported(description)
+    if not problems:
+        return BackpropModel(path)
+    try:
+        from framework.serialize import load_model
+    except ImportError:
+        raise ValueError(
+            f"this backprop model uses {', '.join(problems)}, which only backprop's plugins can compute; "
+            "install backprop and the plugins that provide them, then load the model again"
+        ) from None
+    return load_model(path)
+
+
+def _load_pyfunc(data_path: str) -> _PyfuncModel:
+    """MLflow's entry point for `loader_module` models."""
+    return _PyfuncModel(load(data_path))
