@@ -30,8 +30,10 @@ lint: $(DEV_STAMP)
 test: lint
 	$(BIN)/pytest
 
+# The speed suite of issue 6 (docs/performance.md); PyTorch joins in when installed (pip install -e ".[bench]").
 bench: $(DEV_STAMP)
-	$(BIN)/python benchmarks/bench_digits.py
+	$(BIN)/python benchmarks/suite.py
+	$(BIN)/python benchmarks/plot.py -o benchmarks/results/performance.png
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

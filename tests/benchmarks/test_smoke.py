@@ -1,0 +1,43 @@
+"""The benchmark suite at tiny sizes: it runs end to end and its result is well formed (no timing checks)."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import ROOT
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import suite
+from systems import torch_available
+
+
+@pytest.mark.slow
+def test_smoke_run_covers_every_workload_and_system(tmp_path: Path) -> None:
+    out = tmp_path / "smoke.json"
+    result = suite.main(["--smoke", "--json", str(out)])
+
+    assert json.loads(out.read_text()) == json.loads(json.dumps(result))
+    assert list(result["workloads"]) == ["W1", "W2", "W3", "W4", "W5"]
+    for wl_id, workload in result["workloads"].items():
+        assert workload["errors"] == {}, wl_id
+        expected = {"backprop", "floor", "sklearn"} | ({"torch"} if torch_available() else set())
+        if wl_id in {"W2", "W3"}:
+            expected.add("backprop_tracked")
+        assert set(workload["systems"]) == expected, wl_id
+        for name, row in workload["systems"].items():
+            assert len(row["per_epoch_s"]) == result["rounds"] == 1, (wl_id, name)
+            # Finite, not positive: scikit-learn's time is a difference of two fits, noisy at this size.
+            for key in ("median_s", "ratio_to_floor", "gflops", "peak_fraction", "final_loss"):
+                assert math.isfinite(row[key]), (wl_id, name, key)
+        assert workload["systems"]["floor"]["ratio_to_floor"] == 1.0
+    assert set(result["startup"]) == {"help", "run_xor"}
+    assert result["memory"]["runs"][1]["epochs"] == 10 * result["memory"]["runs"][0]["epochs"]
+    assert result["targets"] and all(isinstance(t["met"], bool) for t in result["targets"])
+    assert any(lib["user_api"] == "blas" for lib in result["environment"]["threadpools"])
+    assert "| W5 | numpy floor |" in result["table"]
