@@ -1,0 +1,138 @@
+"""`backprop sweep CONFIG`: grid and random search, in parallel, as nested MLflow runs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from framework.cli.common import user_errors
+
+STATUS_STYLE = {"queued": "dim", "running": "yellow", "finished": "green", "failed": "red"}
+
+
+def sweep(
+    config: Annotated[Path, typer.Argument(help="Experiment file; its [sweep] section is the default definition.")],
+    grid: Annotated[
+        list[str] | None,
+        typer.Option("--grid", "-g", help="KEY=V1,V2,... values to try (repeatable; trials are the product)."),
+    ] = None,
+    random: Annotated[
+        int | None, typer.Option("--random", "-r", help="Number of random draws of the --param keys.")
+    ] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", "-p", help="KEY=uniform(a,b)|loguniform(a,b)|int(a,b)|choice(a,b,...) (repeatable)."),
+    ] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed of the random draws (repeatable sweeps).")] = None,
+    metric: Annotated[
+        str | None, typer.Option("--metric", help="Metric that picks the best trial (default val_loss).")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", "-w", help="Trials at a time (default: the cores).")
+    ] = None,
+    executor: Annotated[str, typer.Option("--executor", help="local (a process pool) or dask.")] = "local",
+    address: Annotated[str | None, typer.Option("--address", help="Dask scheduler, tcp://HOST:PORT.")] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", "-s", help="Override a base config key (repeatable).")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live table; only the summary.")] = False,
+) -> None:
+    """Run a grid or random sweep over CONFIG: one MLflow parent run, one child run per trial.
+
+    Running the same sweep again skips the trials that already finished and runs the rest under the same
+    parent run.
+    """
+    with user_errors():
+        # MLflow announces its database migrations at INFO on stderr; only its warnings matter here
+        # (read when mlflow is imported; a user's own MLFLOW_LOGGING_LEVEL wins).
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+
+        from framework.config import Experiment, SweepSection
+        from framework.sweep import parse_grid, parse_params
+        from framework.sweep_run import SweepRunner
+
+        experiment = Experiment.from_file(config, set_ or [])
+        definition = (experiment.sweep or SweepSection()).model_dump()
+        if grid:
+            definition["grid"] = parse_grid(grid)
+        if param:
+            definition["params"] = parse_params(param)
+        if random is not None:
+            definition["trials"] = random
+        if seed is not None:
+            definition["seed"] = seed
+        if metric is not None:
+            definition["metric"] = metric
+        section = SweepSection.model_validate(definition)
+        view = _LiveView(enabled=not quiet)
+        runner = SweepRunner(
+            experiment,
+            section,
+            workers=workers or os.cpu_count() or 1,
+            executor=executor,
+            address=address,
+            on_update=view.update,
+        )
+        try:
+            result = runner.run()
+        finally:
+            view.stop()
+        _summary(result)
+
+
+class _LiveView:
+    """A rich table of the trials, redrawn as they change state."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._live: Any = None
+
+    def update(self, trials: list[Any]) -> None:
+        if not self.enabled:
+            return
+        from rich.live import Live
+
+        table = _table(trials)
+        if self._live is None:
+            self._live = Live(table, refresh_per_second=4, transient=False)
+            self._live.start()
+        else:
+            self._live.update(table)
+
+    def stop(self) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
+
+def _table(trials: list[Any], metric: str | None = None) -> Any:
+    from rich.table import Table
+
+    table = Table("#", "trial", "status", metric or "metric", "run id")
+    for t in trials:
+        style = STATUS_STYLE.get(t.status, "")
+        value = f"{t.metric:.5g}" if t.metric is not None else ("-" if t.status != "failed" else (t.error or "")[:60])
+        table.add_row(str(t.index), t.label, f"[{style}]{t.status}[/]", value, (t.run_id or "")[:12])
+    return table
+
+
+def _summary(result: Any) -> None:
+    from rich.console import Console
+
+    console = Console()
+    console.print(_table(result.trials, result.metric))
+    finished = sum(t.status == "finished" for t in result.trials)
+    failed = sum(t.status == "failed" for t in result.trials)
+    console.print(f"trials: {finished} finished ({result.skipped} from an earlier run of this sweep), {failed} failed")
+    if result.best is not None:
+        console.print(
+            f"best ({result.direction} {result.metric}): trial {result.best.index}, {result.best.label}: "
+            f"{result.metric}={result.best.metric:.6g}, run id {result.best.run_id}",
+            soft_wrap=True,
+        )
+    console.print(f"parent run id: {result.parent_run_id}", soft_wrap=True)
+    if failed:
+        raise typer.Exit(1)

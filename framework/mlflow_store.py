@@ -1,0 +1,50 @@
+"""Opening an MLflow store safely from several processes at once.
+
+MLflow creates and migrates a SQLite store's schema on the first connection of each process. Two processes
+doing that at the same moment race in alembic ("table _alembic_tmp_experiments already exists",
+"database is locked"), which is exactly what parallel sweeps and concurrent runs do. So the first touch of a
+SQLite store is serialised with a file lock next to the database; after that SQLite's own locking suffices.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a `sqlite:///...` URI, or None for other stores."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri.removeprefix("sqlite:///"))
+
+
+@contextlib.contextmanager
+def store_lock(uri: str) -> Iterator[None]:
+    """Hold an exclusive lock on `<database>.lock` (no-op for stores that are not SQLite files)."""
+    path = sqlite_path(uri)
+    if path is None:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{path}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def open_client(uri: str | None = None) -> Any:
+    """An `MlflowClient` whose store is initialised (schema created or migrated) under the store lock."""
+    import mlflow
+
+    uri = uri or mlflow.get_tracking_uri()
+    with store_lock(uri):
+        # The client resolves its store on construction, which creates (or migrates) the tables.
+        client = mlflow.MlflowClient(tracking_uri=uri)
+        client.search_experiments(max_results=1)
+    return client
