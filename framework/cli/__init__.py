@@ -10,8 +10,21 @@ from typing import Annotated
 
 import typer
 
-from framework.cli import plugins_cmd, run_cmd
+from framework.cli import (
+    evaluate_cmd,
+    new_plugin_cmd,
+    plugins_cmd,
+    predict_cmd,
+    run_cmd,
+    runs_cmd,
+    schema_cmd,
+    summary_cmd,
+    sweep_cmd,
+    ui_cmd,
+    validate_cmd,
+)
 from framework.cli.common import state
+from framework.cli.plugin_commands import LazyPluginGroup
 
 app = typer.Typer(
     name="backprop",
@@ -20,6 +33,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    cls=LazyPluginGroup,  # a command name the core does not know loads the plugins' commands
+    epilog="Commands added by plugins are listed by `backprop plugins list`.",
 )
 
 
@@ -43,7 +58,16 @@ def main_options(
 
 
 app.command("run")(run_cmd.run)
+app.command("sweep")(sweep_cmd.sweep)
 app.add_typer(plugins_cmd.plugins_app, name="plugins")
+app.command("validate")(validate_cmd.validate)
+app.command("schema")(schema_cmd.schema)
+app.command("new-plugin")(new_plugin_cmd.new_plugin)
+app.command("ui")(ui_cmd.ui)
+app.add_typer(runs_cmd.runs_app, name="runs")
+app.command("predict")(predict_cmd.predict)
+app.command("summary")(summary_cmd.summary)
+app.command("evaluate")(evaluate_cmd.evaluate)
 
 
 def main() -> None:
