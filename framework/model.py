@@ -58,6 +58,9 @@ class Dense(Layer):
         self.dW: Array = np.empty((0, 0))
         self.db: Array = np.empty(0)
         self._buffers: dict[tuple[int, bool], tuple[Array, Array, Array, Array]] = {}
+        self._last: tuple[int, bool, tuple[Array, Array, Array, Array]] | None = None  # skips the dict lookup
+        self._identity = True
+        self._use_bias = self.params.use_bias
         self._x: Array | None = None
         self._z: Array | None = None
         self._a: Array | None = None
@@ -65,6 +68,7 @@ class Dense(Layer):
 
     def set_activation(self, activation: Activation) -> None:
         self.activation = activation
+        self._identity = activation.is_identity
 
     def build(self, input_dim: int, dtype: np.dtype[Any], rng: np.random.Generator) -> int:
         units = self.params.units
@@ -83,12 +87,16 @@ class Dense(Layer):
         self.dW = np.zeros_like(self.W)
         self.db = np.zeros_like(self.b)
         self._buffers.clear()
+        self._last = None
         return units
 
     def _buffers_for(self, n: int, training: bool = True) -> tuple[Array, Array, Array, Array]:
         # One set of buffers per batch size (the full batches and, at most, one smaller last batch), and
         # separate ones for inference, so that evaluating between a training forward and its backward
         # (from a hook, say) cannot overwrite what backward needs.
+        last = self._last
+        if last is not None and last[0] == n and last[1] is training:
+            return last[2]
         bufs = self._buffers.get((n, training))
         if bufs is None:
             dtype = self.W.dtype
@@ -102,19 +110,19 @@ class Dense(Layer):
                 for key in [k for k in self._buffers if not k[1]]:
                     del self._buffers[key]
             self._buffers[(n, training)] = bufs
+        self._last = (n, training, bufs)
         return bufs
 
     def _is_identity(self) -> bool:
-        return self.activation is None or self.activation.is_identity
+        return self._identity
 
     def forward(self, x: Array, training: bool) -> Array:
         z, a, _, _ = self._buffers_for(x.shape[0], training)
         np.matmul(x, self.W, out=z)  # z = x @ W
-        if self.params.use_bias:
+        if self._use_bias:
             z += self.b  # + b, broadcast over rows
-        if not self._is_identity():
-            assert self.activation is not None
-            a = self.activation.forward(z, out=a)  # a = f(z)
+        if not self._identity:
+            a = self.activation.forward(z, out=a)  # type: ignore[union-attr]  # a = f(z)
         if training:
             self._x, self._z, self._a, self._n = x, z, a, x.shape[0]
         return a
@@ -124,9 +132,9 @@ class Dense(Layer):
         assert x is not None and z is not None and a is not None, "backward() before forward(training=True)"
         _, _, dx, ones = self._buffers_for(self._n)
         # dL/dz = f'(z) * dL/da (the activation may reuse `grad`'s memory).
-        dz = grad if self._is_identity() else self.activation.backward(z, a, grad)  # type: ignore[union-attr]
+        dz = grad if self._identity else self.activation.backward(z, a, grad)  # type: ignore[union-attr]
         np.matmul(x.T, dz, out=self.dW)  # dL/dW = x.T @ dL/dz
-        if self.params.use_bias:
+        if self._use_bias:
             np.matmul(ones, dz, out=self.db)  # dL/db = column sums of dL/dz
         if not self.needs_input_grad:
             return None

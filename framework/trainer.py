@@ -9,13 +9,15 @@ buffer), so measuring them costs no extra pass over the data.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import logging
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -31,6 +33,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+SNAPSHOT_INTERVAL_S = 1.0
+"""How old the in-memory snapshot that Ctrl-C writes as a checkpoint may get (see Trainer.fit)."""
+
 
 @dataclass
 class History:
@@ -42,6 +47,10 @@ class History:
     def append(self, epoch: int, logs: dict[str, float]) -> None:
         row = len(self.epochs)
         self.epochs.append(epoch)
+        if len(logs) == len(self.metrics) and all(key in self.metrics for key in logs):
+            for key, value in logs.items():  # the usual case: the same keys as every earlier epoch
+                self.metrics[key].append(float(value))
+            return
         for key, value in logs.items():
             column = self.metrics.setdefault(key, [math.nan] * row)
             column.append(float(value))
@@ -142,6 +151,7 @@ class Trainer:
         self.last_checkpoint: Path | None = None
         self._good_weights: list[Array] = []
         self._snapshot: Snapshot | None = None
+        self._plan: tuple[Any, ...] | None = None
 
     @property
     def metric_names(self) -> list[str]:
@@ -161,26 +171,33 @@ class Trainer:
         training = self.experiment.training
         every = training.checkpoint_every
         keep_snapshots = every > 0 or training.checkpoint_on_interrupt
+        # Resolved once: per-epoch work is all that separates a tiny model's epoch from the numpy floor.
+        before_epoch, after_validation = hooks.has("before_epoch"), hooks.has("after_validation")
+        after_epoch, should_stop = hooks.has("after_epoch"), hooks.has("should_stop")
+        quiet_fp = contextlib.ExitStack()  # np.errstate for the epochs: a diverging model gives nan/inf, which
+        # the NaN guard below turns into a stop reason; warnings per operation would only be noise.
         try:
             hooks.call("before_fit", trainer=self)
             step = self._make_step()
             self._good_weights = self.model.get_weights()
             restored_epoch: int | None = None
+            last_snapshot = -math.inf
+            quiet_fp.enter_context(np.errstate(all="ignore"))
             for epoch in range(self.start_epoch, self.epochs):
                 self.epoch = epoch
-                if hooks.has("before_epoch"):
+                if before_epoch:
                     hooks.call("before_epoch", trainer=self, epoch=epoch)
                 lr = self.optimizer.lr  # the rate this epoch trains with (schedules set it in before_epoch)
                 logs = self._train_epoch(epoch, hooks, step)
                 if self.val is not None:
                     logs.update(self._evaluate(self.val, "val"))
                 logs["lr"] = lr
-                if hooks.has("after_validation"):
+                if after_validation:
                     hooks.call("after_validation", trainer=self, epoch=epoch, logs=logs)
                 self.history.append(epoch, logs)
-                if hooks.has("after_epoch"):
+                if after_epoch:
                     hooks.call("after_epoch", trainer=self, epoch=epoch, logs=logs)
-                reasons = hooks.collect_reasons(trainer=self, epoch=epoch, logs=logs)
+                reasons = hooks.collect_reasons(trainer=self, epoch=epoch, logs=logs) if should_stop else []
                 problem = self._non_finite(logs)
                 if problem:
                     # Keep the last good weights: those at the end of the previous epoch (or the start).
@@ -190,9 +207,13 @@ class Trainer:
                     reasons.insert(0, f"{problem} at epoch {epoch + 1}; kept {kept}")
                 else:
                     self._good_weights = self.model.get_weights()
-                    if keep_snapshots:
+                    due = every > 0 and (epoch + 1) % every == 0
+                    # For Ctrl-C, a snapshot of a recent epoch is enough (at most SNAPSHOT_INTERVAL_S of
+                    # training is lost); capturing after every epoch of a tiny model would double its cost.
+                    if due or (keep_snapshots and time.perf_counter() - last_snapshot >= SNAPSHOT_INTERVAL_S):
                         self._snapshot = self._capture(epoch)
-                        if every and (epoch + 1) % every == 0:
+                        last_snapshot = time.perf_counter()
+                        if due:
                             self._write_checkpoint(self._snapshot)
                 if reasons:
                     self.stop_reason = "; ".join(reasons)
@@ -200,6 +221,7 @@ class Trainer:
                     break
             else:
                 self.stop_reason = f"completed {self.epochs} epochs"
+            quiet_fp.close()
             if every and self._snapshot is not None:
                 self._snapshot.finished = self.stop_reason
                 self._write_checkpoint(self._snapshot)
@@ -211,6 +233,7 @@ class Trainer:
                 self.model.save(self.checkpoint_dir / "model")  # the model fit returns (best weights restored)
             return result
         except BaseException as error:
+            quiet_fp.close()
             if isinstance(error, KeyboardInterrupt) and training.checkpoint_on_interrupt and self._snapshot is not None:
                 self._snapshot.interrupted = True
                 try:
@@ -272,32 +295,45 @@ class Trainer:
         return path
 
     def _train_epoch(self, epoch: int, hooks: EventDispatcher, step: StepFunction | None = None) -> dict[str, float]:
+        """One pass over the training data; returns the epoch's training loss and metrics.
+
+        Everything that does not change between epochs (flags, arrays, buffers) is looked up once per fit
+        in `_epoch_plan`: for a tiny model (xor: one 25 µs step per epoch) the bookkeeping around the step
+        is the cost.
+        """
+        plan = self._plan
+        if plan is None or plan[0] is not hooks or (step is not None and plan[1] is not step):
+            plan = self._plan = self._epoch_plan(hooks, step)
+        _, step_fn, shuffle, params, grads, outputs, bs, before_batch, after_backward, after_step, after_batch = plan
         train = self.train
-        n = len(train)
-        if self.experiment.training.shuffle:
-            perm = self.rng.permutation(n)
+        if shuffle:
+            perm = self.rng.permutation(len(outputs))
             X, T, y = train.X[perm], train.targets[perm], train.y[perm]  # fancy indexing: one copy each
         else:
             X, T, y = train.X, train.targets, train.y
         model, loss = self.model, self.loss
-        params, grads = self._step_arrays()
-        if step is None:
-            step = self._make_step()
-        outputs = self._outputs_buffer(n)
-        before_batch, after_backward = hooks.has("before_batch"), hooks.has("after_backward")
-        after_step, after_batch = hooks.has("after_step"), hooks.has("after_batch")
-        bs = self.batch_size
-        for batch, start in enumerate(range(0, n, bs)):
+        forward, backward, gradient = model.forward, model.backward, loss.gradient
+        if not (before_batch or after_backward or after_step or after_batch):
+            # The plain loop: forward, loss gradient, backward (the chain rule through every layer), update.
+            for start in range(0, len(outputs), bs):
+                stop = start + bs
+                out = forward(X[start:stop], True)
+                outputs[start:stop] = out  # kept for the epoch's training metrics
+                backward(gradient(out, T[start:stop]))
+                step_fn(params, grads)  # clipping/weight decay if configured, then the optimiser: in place
+            self.step += -(-len(outputs) // bs)
+            return self._metrics_of(outputs, T, y, "train")
+        for batch, start in enumerate(range(0, len(outputs), bs)):
             stop = start + bs
             xb, tb = X[start:stop], T[start:stop]
             if before_batch:
                 hooks.call("before_batch", trainer=self, epoch=epoch, batch=batch)
-            out = model.forward(xb, True)  # forward pass
+            out = forward(xb, True)  # forward pass
             outputs[start:stop] = out  # kept for the epoch's training metrics
-            model.backward(loss.gradient(out, tb))  # dL/d(outputs), then the chain rule through every layer
+            backward(gradient(out, tb))  # dL/d(outputs), then the chain rule through every layer
             if after_backward:
                 hooks.call("after_backward", trainer=self, epoch=epoch, batch=batch)
-            step(params, grads)  # clipping/weight decay if configured, then the optimiser: in place
+            step_fn(params, grads)  # clipping/weight decay if configured, then the optimiser: in place
             if after_step:
                 hooks.call("after_step", trainer=self, epoch=epoch, batch=batch)
             if after_batch:
@@ -313,6 +349,22 @@ class Trainer:
             self.step += 1
         return self._metrics_of(outputs, T, y, "train")
 
+    def _epoch_plan(self, hooks: EventDispatcher, step: StepFunction | None) -> tuple[Any, ...]:
+        params, grads = self._step_arrays()
+        return (
+            hooks,
+            step if step is not None else self._make_step(),
+            self.experiment.training.shuffle,
+            params,
+            grads,
+            self._outputs_buffer(len(self.train)),
+            self.batch_size,
+            hooks.has("before_batch"),
+            hooks.has("after_backward"),
+            hooks.has("after_step"),
+            hooks.has("after_batch"),
+        )
+
     def _outputs_buffer(self, n: int) -> Array:
         buf: Array | None = getattr(self, "_outputs", None)
         if buf is None or buf.shape[0] != n:
@@ -326,16 +378,18 @@ class Trainer:
         return self._metrics_of(outputs, split.targets, split.y, prefix)
 
     def _metrics_of(self, outputs: Array, targets: Array, y: Array, prefix: str) -> dict[str, float]:
-        with np.errstate(all="ignore"):  # a diverged model reports nan/inf; the trainer stops on it
-            logs = {f"{prefix}_loss": float(self.loss.value(outputs, targets))}
-            if self.metrics:
-                predictions = self.loss.link(outputs)
-                if self.model.target_scaler is not None:  # metrics in the targets' own units
-                    predictions = self.model.target_scaler.inverse_transform(predictions)
-                for name, metric in self.metrics.items():
-                    logs[f"{prefix}_{name}"] = float(metric(y, predictions))
+        # Called inside fit's np.errstate(all="ignore"): a diverged model reports nan/inf and then stops.
+        logs = {f"{prefix}_loss": float(self.loss.value(outputs, targets))}
+        if self.metrics:
+            predictions = self.loss.link(outputs)
+            if self.model.target_scaler is not None:  # metrics in the targets' own units
+                predictions = self.model.target_scaler.inverse_transform(predictions)
+            for name, metric in self.metrics.items():
+                logs[f"{prefix}_{name}"] = float(metric(y, predictions))
         return logs
 
     def evaluate(self, split: Split) -> dict[str, float]:
         """Loss and metrics of the current model on a prepared split (names without prefix)."""
-        return {k.removeprefix("eval_"): v for k, v in self._evaluate(split, "eval").items()}
+        with np.errstate(all="ignore"):
+            logs = self._evaluate(split, "eval")
+        return {k.removeprefix("eval_"): v for k, v in logs.items()}

@@ -25,14 +25,19 @@ class _BufferedLoss(Loss):
     def __init__(self, params: Params | None = None, /, **kwargs: Any) -> None:
         super().__init__(params, **kwargs)
         self._buffers: dict[tuple[tuple[int, ...], np.dtype[Any]], Array] = {}
+        self._last: Array | None = None
 
     def _buffer(self, like: Array) -> Array:
+        last = self._last
+        if last is not None and last.shape == like.shape and last.dtype == like.dtype:
+            return last  # once per batch: skip the dict for the common case of a repeated batch shape
         key = (like.shape, like.dtype)
         buf = self._buffers.get(key)
         if buf is None:
             if len(self._buffers) > 8:  # evaluation on odd sizes must not grow memory without bound
                 self._buffers.clear()
             buf = self._buffers[key] = np.empty_like(like)
+        self._last = buf
         return buf
 
 
@@ -54,8 +59,8 @@ class MSE(_BufferedLoss):
 
     def value(self, outputs: Array, targets: Array) -> float:
         _check_shapes(self, outputs, targets)
-        diff = outputs - targets  # o - t
-        return float(np.mean(np.square(diff, out=diff)))  # mean of (o - t)^2 (pairwise summation)
+        diff = (outputs - targets).ravel()  # o - t
+        return float(np.dot(diff, diff)) / diff.size if diff.size else float("nan")  # mean of (o - t)^2
 
     def gradient(self, outputs: Array, targets: Array) -> Array:
         _check_shapes(self, outputs, targets)
@@ -118,11 +123,25 @@ class BinaryCrossEntropy(_BufferedLoss):
         return None
 
 
+def row_max(a: Array) -> Array:
+    """The maximum of each row, as a column (n, 1).
+
+    numpy reduces along a short contiguous axis slowly (about 80 µs for 1797 x 10); reducing a transposed
+    copy along its first axis gives the same values about 7 times faster.
+    """
+    return np.ascontiguousarray(a.T).max(axis=0)[:, None]
+
+
+def row_sum(a: Array) -> Array:
+    """The sum of each row, as a column (n, 1): a matrix-vector product, 3-6 times faster than sum(axis=1)."""
+    return (a @ np.ones(a.shape[1], dtype=a.dtype))[:, None]
+
+
 def softmax(outputs: Array, out: Array | None = None) -> Array:
     """Row-wise softmax(o)_j = e^(o_j - max o) / Σ_i e^(o_i - max o); the shift keeps e^x <= 1."""
-    out = np.subtract(outputs, outputs.max(axis=1, keepdims=True), out=out)  # o - max o (may alias)
+    out = np.subtract(outputs, row_max(outputs), out=out)  # o - max o (may alias)
     np.exp(out, out=out)
-    out /= out.sum(axis=1, keepdims=True)
+    out /= row_sum(out)
     return out
 
 
@@ -134,9 +153,13 @@ class CrossEntropy(_BufferedLoss):
 
     def value(self, outputs: Array, targets: Array) -> float:
         _check_shapes(self, outputs, targets)
-        shifted = outputs - outputs.max(axis=1, keepdims=True)  # o - max o: e^x cannot overflow
-        log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))  # log softmax(o)
-        return float(-np.sum(targets * log_probs) / outputs.shape[0])
+        shifted = outputs - row_max(outputs)  # s = o - max o: e^s cannot overflow
+        # -Σ_j t_j log softmax(s)_j = (Σ_j t_j) log Σ_j e^(s_j) - Σ_j t_j s_j, computed without the full
+        # log-softmax array: this runs on the whole epoch's outputs, once per epoch.
+        log_sum = np.log(row_sum(np.exp(shifted)))[:, 0]
+        picked = np.einsum("ij,ij->", targets, shifted)
+        mass = row_sum(targets)[:, 0]  # 1 for one-hot (or probability) rows
+        return float((log_sum @ mass - picked) / outputs.shape[0])
 
     def gradient(self, outputs: Array, targets: Array) -> Array:
         _check_shapes(self, outputs, targets)

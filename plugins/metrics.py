@@ -44,7 +44,7 @@ class Accuracy(Metric):
             raise ValueError("accuracy: no samples")
         # One column is P(class 1) (a sigmoid output); several are class probabilities (a softmax).
         predicted = probs[:, 0] > 0.5 if probs.shape[1] == 1 else probs.argmax(axis=1)
-        return float(np.mean(predicted == labels))
+        return int(np.count_nonzero(predicted == labels)) / len(labels)  # cheaper than np.mean
 
 
 def _labels_and_predictions(name: str, y_true: Array, y_pred: Array) -> tuple[Array, Array, int]:

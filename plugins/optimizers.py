@@ -17,6 +17,8 @@ from framework.markers import hookimpl
 
 
 def check_state(name: str, state: list[Array], params: list[Array]) -> None:
+    if len(state) == 1 == len(params) and state[0].shape == params[0].shape:
+        return  # the usual case, once per step: the trainer passes all parameters as one flat array
     if len(state) != len(params) or any(s.shape != p.shape for s, p in zip(state, params, strict=True)):
         raise ValueError(
             f"{name}: the optimiser state was made for parameter shapes {[s.shape for s in state]}, "

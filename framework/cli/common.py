@@ -45,6 +45,9 @@ def user_errors() -> Iterator[None]:
     from framework.errors import UserError
 
     previous: Any = signal.signal(signal.SIGTERM, _on_sigterm)
+    # Ctrl-C must interrupt even when we were started with SIGINT ignored (a background job of a
+    # non-interactive shell inherits SIG_IGN, and Python then installs no KeyboardInterrupt handler).
+    previous_int: Any = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         yield
     except UserError as exc:
@@ -70,4 +73,5 @@ def user_errors() -> Iterator[None]:
         raise typer.Exit(EXIT_FAILURE) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
         sys.stdout.flush()

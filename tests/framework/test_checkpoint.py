@@ -53,6 +53,8 @@ def test_ctrl_c_writes_a_checkpoint_of_the_last_completed_epoch(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
+    # Epochs here take milliseconds: snapshot after every one, as for epochs longer than the interval.
+    monkeypatch.setattr("framework.trainer.SNAPSHOT_INTERVAL_S", 0.0)
 
     class CtrlC:
         @hookimpl
