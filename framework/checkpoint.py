@@ -33,7 +33,15 @@ import numpy as np
 from framework.components import Array
 from framework.config import Experiment, apply_overrides, flatten
 from framework.errors import UserError
-from framework.serialize import MODEL_JSON, WEIGHTS, atomic_directory, load_arrays, model_description, save_arrays
+from framework.serialize import (
+    MODEL_JSON,
+    WEIGHTS,
+    atomic_directory,
+    load_arrays,
+    model_description,
+    read_described,
+    save_arrays,
+)
 
 if TYPE_CHECKING:
     from framework.trainer import Trainer
@@ -180,9 +188,21 @@ def run_directory(trainer: Trainer) -> Path:
     return Path(trainer.experiment.training.checkpoint_dir) / sanitize(trainer.experiment.name) / sanitize(run)
 
 
+RESERVED_NAMES = frozenset(
+    ["con", "prn", "aux", "nul"] + [f"{device}{i}" for device in ("com", "lpt") for i in range(1, 10)]
+)
+"""Device names that Windows will not use as file names, whatever the extension."""
+
+
 def sanitize(name: str) -> str:
-    """A file name: letters, digits, '.', '_' and '-' kept, anything else becomes '-'."""
-    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip(".-")
+    """A file name: letters, digits, '.', '_' and '-' kept, anything else becomes '-'.
+
+    Never a path: no separator, no NUL, never '.' or '..' (leading and trailing dots go), never empty, never
+    a Windows device name (`con` becomes `_con`), at most 100 characters.
+    """
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip(".-")[:100].rstrip(".-")
+    if cleaned.split(".")[0].lower() in RESERVED_NAMES:
+        cleaned = f"_{cleaned}"
     return cleaned or "run"
 
 
@@ -262,17 +282,7 @@ def find_checkpoint(spec: str, root: str | Path = "checkpoints") -> Path:
 
 def read_state(path: Path) -> tuple[dict[str, Any], dict[str, Array]]:
     """The state.json and state.npz of a checkpoint, checked for format."""
-    try:
-        state = json.loads((path / STATE_JSON).read_text())
-    except FileNotFoundError:
-        raise UserError(f"{path}: no {STATE_JSON}; is this a checkpoint written by backprop?") from None
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path / STATE_JSON}: invalid JSON ({exc})") from None
-    if state.get("format") != FORMAT or state.get("format_version") != FORMAT_VERSION:
-        raise UserError(
-            f"{path}: not a backprop checkpoint of format version {FORMAT_VERSION} "
-            f"(found {state.get('format')!r} {state.get('format_version')!r})"
-        )
+    state = read_described(path, STATE_JSON, FORMAT, FORMAT_VERSION, "checkpoint")
     return state, load_arrays(path / STATE_ARRAYS)
 
 

@@ -76,6 +76,24 @@ def load_arrays(path: Path) -> dict[str, Array]:
         raise UserError(f"{path}: not a readable .npz file ({exc})") from None
 
 
+def read_described(path: Path, name: str, fmt: str, version: int, what: str) -> dict[str, Any]:
+    """Parse `path/name`, a JSON description whose `format` and `format_version` must match."""
+    try:
+        description: dict[str, Any] = json.loads((path / name).read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path}: no {name}; is this a {what} written by backprop?") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path / name}: invalid JSON ({exc})") from None
+    if not isinstance(description, dict):
+        raise UserError(f"{path / name}: not a backprop {what} description")
+    if description.get("format") != fmt or description.get("format_version") != version:
+        raise UserError(
+            f"{path}: not a backprop {what} of format version {version} "
+            f"(found {description.get('format')!r} {description.get('format_version')!r})"
+        )
+    return description
+
+
 def model_description(model: Model) -> dict[str, Any]:
     return {
         "format": FORMAT,
@@ -117,17 +135,7 @@ def load_model(path: Path, registry: Any = None) -> Model:
         registry: a `framework.registry.Registry`; by default one is built from the installed plugins.
     """
     path = Path(path)
-    try:
-        description = json.loads((path / MODEL_JSON).read_text())
-    except FileNotFoundError:
-        raise UserError(f"{path}: no {MODEL_JSON}; is this a directory written by backprop?") from None
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path / MODEL_JSON}: invalid JSON ({exc})") from None
-    if description.get("format") != FORMAT or description.get("format_version") != FORMAT_VERSION:
-        raise UserError(
-            f"{path}: not a backprop model of format version {FORMAT_VERSION} "
-            f"(found {description.get('format')!r} {description.get('format_version')!r})"
-        )
+    description = read_described(path, MODEL_JSON, FORMAT, FORMAT_VERSION, "model")
     arrays = load_arrays(path / WEIGHTS)
     if registry is None:
         from framework.pluginmanager import create_plugin_manager

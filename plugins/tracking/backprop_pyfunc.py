@@ -6,13 +6,13 @@ this file into the logged model and imports it by its top-level name when the mo
 `mlflow.pyfunc.load_model(...)` works wherever numpy and mlflow are installed: backprop is not on PyPI and
 need not be installed where the model is served.
 
-The file is self-contained on purpose (it imports nothing from backprop). It computes exactly what
-`framework.model.Model.predict` computes for the built-in components: standardisation, `dense` layers with
-the built-in activations, and the link of the built-in losses (probabilities for classification). A model
-with any other layer, activation or loss is loaded through backprop itself when backprop (with the plugins
-that provide those components) is installed, and is otherwise refused with a message naming what is
-missing. Keep the formulas in step with `framework/model.py`, `plugins/activations.py` and `plugins/losses.py`;
-`tests/tracking` checks that predictions match bit for bit.
+Where backprop is installed, the model is loaded through backprop itself (`framework.serialize.load_model`),
+so predictions are exactly the trainer's, for any plugin component. Elsewhere this file is self-contained (it
+imports nothing from backprop) and computes what `framework.model.Model.predict` computes for the built-in
+components: standardisation, `dense` layers with the built-in activations, the link of the built-in losses
+(probabilities for classification) and the regression targets' scaling, equal to backprop's up to float
+rounding; a model with any other component is refused with a message naming it. `tests/tracking` checks
+both paths.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def _softmax(outputs: Array) -> Array:
     out = np.subtract(outputs, outputs.max(axis=1, keepdims=True))
     np.exp(out, out=out)
     out /= out.sum(axis=1, keepdims=True)
-    return out
+    return out  # plugins.losses.softmax up to rounding (it sums rows as a matrix-vector product)
 
 
 ACTIVATIONS: dict[str, Callable[[Array], Array] | None] = {
@@ -84,6 +84,8 @@ class BackpropModel:
         self.input_dim = int(description["input_dim"])
         self.mean = arrays.get("preprocess.mean")
         self.scale = arrays.get("preprocess.scale")
+        self.target_mean = arrays.get("target.mean")
+        self.target_scale = arrays.get("target.scale")
         self.layers: list[tuple[Array, Array | None, Callable[[Array], Array] | None]] = []
         for i, spec in enumerate(description["layers"]):
             W = arrays[f"layer{i}.param0"]
@@ -116,7 +118,10 @@ class BackpropModel:
             X = ((X - self.mean) / self.scale).astype(X.dtype, copy=False)
         chunks = [self._forward(X[i : i + CHUNK]) for i in range(0, len(X), CHUNK)]
         out = np.concatenate(chunks) if chunks else np.empty((0, 0), dtype=self.dtype)
-        return self.link(out) if self.link is not None else out
+        predictions = self.link(out) if self.link is not None else out
+        if self.target_mean is not None and self.target_scale is not None:  # back to the targets' units
+            predictions = (predictions * self.target_scale + self.target_mean).astype(predictions.dtype, copy=False)
+        return predictions
 
     def _forward(self, x: Array) -> Array:
         for W, b, activation in self.layers:
@@ -139,21 +144,24 @@ class _PyfuncModel:
         return np.asarray(self.model.predict(model_input))
 
 
-def load(data_path: str | Path) -> Any:
-    """The model in `data_path`: computed here for built-in components, else through backprop if installed."""
+def load(data_path: str | Path, use_backprop: bool = True) -> Any:
+    """The model in `data_path`: through backprop when it is installed, else computed here with numpy."""
     path = Path(data_path)
+    if use_backprop:
+        try:
+            from framework.serialize import load_model
+        except ImportError:
+            pass
+        else:
+            return load_model(path)
     description = json.loads((path / "model.json").read_text())
     problems = BackpropModel.unsupported(description)
-    if not problems:
-        return BackpropModel(path)
-    try:
-        from framework.serialize import load_model
-    except ImportError:
+    if problems:
         raise ValueError(
             f"this backprop model uses {', '.join(problems)}, which only backprop's plugins can compute; "
             "install backprop and the plugins that provide them, then load the model again"
-        ) from None
-    return load_model(path)
+        )
+    return BackpropModel(path)
 
 
 def _load_pyfunc(data_path: str) -> _PyfuncModel:
