@@ -5,7 +5,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,9 @@ DEFAULT_METRICS: dict[Task, list[str]] = {
     "binary": ["accuracy"],
     "multiclass": ["accuracy"],
 }
+
+CONFIG_KEYS = frozenset(Experiment.model_fields)
+"""First parts of the key paths that errors start with: an error starting with one names a config key."""
 
 TRACKING_CALLBACK = "mlflow"
 PROGRESS_CALLBACK = "progress"
@@ -49,9 +54,28 @@ def resolve(experiment: Experiment, registry: Registry) -> Experiment:
     """Validate every component section with its component's `Params` and write out the defaults.
 
     The result is the experiment as it will run: every key explicit, so that logging it and running it
-    again gives the same run.
+    again gives the same run. Errors name the experiment's file before the key (`exp.toml: optimizer.lr: ...`).
     """
-    data = experiment.to_dict()
+    with in_file(experiment.source):
+        return _resolve(experiment, registry)
+
+
+@contextlib.contextmanager
+def in_file(source: Path | None) -> Iterator[None]:
+    """Prefix a user error that names a config key (`optimizer.lr: ...`) with the experiment's file."""
+    try:
+        yield
+    except UserError as exc:
+        message = str(exc)
+        key = message.split(":", 1)[0].split(".", 1)[0]
+        if source is not None and key in CONFIG_KEYS and not message.startswith(f"{source}: "):
+            exc.args = (f"{source}: {message}",)
+        raise
+
+
+def _resolve(experiment: Experiment, registry: Registry) -> Experiment:
+    # Python values, not JSON ones: a NaN or an infinity must reach validation as itself, not as None.
+    data = experiment.model_dump()
 
     def section(kind: str, key: str, values: dict[str, Any], core: type[ComponentSection]) -> dict[str, Any]:
         # The section's own keys (DataSection.validation_split, OptimizerSection.clip_norm, ...) belong to
@@ -59,7 +83,7 @@ def resolve(experiment: Experiment, registry: Registry) -> Experiment:
         core_keys = set(core.model_fields) - {"name"}
         own = {k: values[k] for k in ("name",) if k in values}
         params = {k: v for k, v in values.items() if k not in own and k not in core_keys}
-        validated = registry.params(kind, values["name"], params, where=key)
+        validated = registry.params(kind, values["name"], params, where=key, also=list(core.model_fields))
         rest = {k: v for k, v in values.items() if k in core_keys}
         return {**own, **rest, **validated.model_dump(mode="json")}
 
@@ -73,7 +97,9 @@ def resolve(experiment: Experiment, registry: Registry) -> Experiment:
     for i, layer in enumerate(data["model"]["layers"]):
         kind_name = layer.get("type", "dense")
         params = {k: v for k, v in layer.items() if k != "type"}
-        validated = registry.params("layer", kind_name, params, where=f"model.layers.{i}")
+        validated = registry.params(
+            "layer", kind_name, params, where=f"model.layers.{i}", name_at=f"model.layers.{i}.type", also=["type"]
+        )
         if isinstance(validated, Dense.Params) or "activation" in type(validated).model_fields:
             registry.get("activation", validated.activation, where=f"model.layers.{i}.activation")
         layers.append({"type": kind_name, **validated.model_dump(mode="json")})
@@ -88,7 +114,7 @@ def resolve(experiment: Experiment, registry: Registry) -> Experiment:
                 f"callbacks.{name}: {name!r} is configured elsewhere "
                 f"({'the [tracking] section' if name == TRACKING_CALLBACK else '--quiet on the command line'})"
             )
-        validated = registry.params("callback", name, values or {}, where=f"callbacks.{name}")
+        validated = registry.params("callback", name, values or {}, where=f"callbacks.{name}", name_at="callbacks")
         callbacks[name] = validated.model_dump(mode="json")
     data["callbacks"] = callbacks
     return Experiment.from_dict(data, source=experiment.source)
@@ -143,6 +169,21 @@ def prepare_run(
     """
     host, registry = load_plugins(experiment, plugins, strict=strict_plugins, disabled=disabled_plugins)
     experiment = resolve(experiment, registry)
+    with in_file(experiment.source):
+        return _prepare(experiment, host, registry, callbacks, track, progress, resume)
+
+
+def _prepare(
+    experiment: Experiment,
+    host: PluginHost,
+    registry: Registry,
+    callbacks: Sequence[object],
+    track: bool | None,
+    progress: bool,
+    resume: str | Path | None,
+) -> Run:
+    if experiment.training.checkpoint_every > 0:
+        check_writable_dir(experiment.training.checkpoint_dir, "training.checkpoint_dir")
     dtype = np.dtype(experiment.dtype)
     seeds = np.random.SeedSequence(experiment.seed).spawn(4)
     data_rng, split_rng, init_rng, shuffle_rng = (np.random.default_rng(s) for s in seeds)
@@ -266,6 +307,24 @@ def prepare_run(
 
         restore(trainer, Path(resume))
     return Run(experiment, host, registry, trainer, run_callbacks)
+
+
+def check_writable_dir(directory: str | Path, key: str) -> None:
+    """Refuse, before training, a directory that cannot be created or written (nothing is created here)."""
+    path = Path(directory)
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        where = "" if existing == path else f" ({str(existing)!r} is in the way)"
+        raise ConfigError(
+            f"{key}: {str(directory)!r} cannot be a directory: a file is in the way{where}; "
+            "help: remove or rename that file, or set another directory"
+        )
+    if existing.exists() and not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"{key}: {str(existing)!r} is not writable; help: fix its permissions or set another directory"
+        )
 
 
 def _callback_info(name: str, callback: object) -> Any:

@@ -235,6 +235,19 @@ def parse_value(text: str) -> Any:
         return text
 
 
+def _override_value(key: str, text: str) -> Any:
+    """An override's value; one that starts like a TOML list, table or string must parse as one."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError as exc:
+        if text and text[0] in "[{\"'":
+            raise ConfigError(
+                f"--set {key}: cannot read {text!r} as a TOML value ({exc}); "
+                'help: write lists as [1, 2], tables as {a = 1} and strings as "text" (quoted for the shell)'
+            ) from None
+        return text
+
+
 def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> None:
     """Apply `key.path=value` overrides in place; a path through a non-table is an error."""
     for override in overrides:
@@ -254,7 +267,7 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> None:
                 raise ConfigError(f"--set {key}: {'.'.join(parts[:i])} is not a table")
             node = node.setdefault(part, {})
         last = parts[-1]
-        value = parse_value(raw.strip())
+        value = _override_value(key, raw.strip())
         if isinstance(node, list):
             if not last.isdigit() or int(last) >= len(node):
                 raise ConfigError(f"--set {key}: {last!r} is not an index of the list")

@@ -37,8 +37,14 @@ def check_bundle(bundle: DataBundle, dataset: str) -> None:
             f"({len(rows)} rows, first at row {int(rows[0])}); clean or impute them before training"
         )
     if bundle.task == "regression":
-        if not np.isfinite(np.asarray(y, dtype=float)).all():
-            raise DataError(f"dataset {dataset!r}: the target has NaN or infinite values")
+        finite = np.isfinite(np.asarray(y, dtype=float))
+        if not finite.all():
+            rows = np.flatnonzero(~finite.reshape(len(y), -1).all(axis=1))
+            label = ", ".join(repr(n) for n in bundle.target_names) or "the target"
+            raise DataError(
+                f"dataset {dataset!r}: target {label} has NaN or infinite values ({len(rows)} rows, first at "
+                f"row {int(rows[0])}); drop those rows or fill in their targets before training"
+            )
     elif len(y) and (np.min(y) < 0 or not np.issubdtype(np.asarray(y).dtype, np.integer)):
         raise DataError(f"dataset {dataset!r}: class labels must be integers from 0, got dtype {np.asarray(y).dtype}")
 
@@ -53,7 +59,10 @@ def split_indices(
         perm = rng.permutation(n)
         n_val = max(1, round(n * fraction))
         if n_val >= n:
-            raise DataError(f"validation_split={fraction} leaves no training samples out of {n}")
+            raise DataError(
+                f"data.validation_split: {fraction} leaves no training samples out of {n}; "
+                "help: hold out a smaller fraction (0 <= validation_split < 1)"
+            )
         return np.sort(perm[n_val:]), np.sort(perm[:n_val])
     val_parts = []
     for cls in np.unique(labels):
@@ -66,7 +75,10 @@ def split_indices(
         return split_indices(n, fraction, rng, None)
     train = np.setdiff1d(np.arange(n), val)
     if len(train) == 0:
-        raise DataError(f"validation_split={fraction} leaves no training samples out of {n}")
+        raise DataError(
+            f"data.validation_split: {fraction} leaves no training samples out of {n}; "
+            "help: hold out a smaller fraction (0 <= validation_split < 1)"
+        )
     return train, val
 
 

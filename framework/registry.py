@@ -8,7 +8,7 @@ naming both plugins; an unknown name is an error listing the available ones, wit
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -134,13 +134,26 @@ class Registry:
             raise UnknownComponentError(kind, name, self._entries[kind], where=where)
         return entry.cls
 
-    def params(self, kind: str, name: str, values: Mapping[str, Any], where: str) -> Any:
-        """Validate `values` with the component's `Params`; errors name the config section."""
-        cls = self.get(kind, name, where=f"{where}.name" if where else None)
+    def params(
+        self,
+        kind: str,
+        name: str,
+        values: Mapping[str, Any],
+        where: str,
+        *,
+        name_at: str | None = None,
+        also: Sequence[str] = (),
+    ) -> Any:
+        """Validate `values` with the component's `Params`; errors name the config section.
+
+        `name_at`: the key that holds the name, for an unknown name (default `<where>.name`); `also`: the
+        section's other keys, listed beside the params as allowed when a key is unknown.
+        """
+        cls = self.get(kind, name, where=name_at or (f"{where}.name" if where else None))
         try:
             return cls.Params(**values)
         except ValidationError as exc:
-            raise ConfigError(format_validation_error(exc, prefix=where, model=cls.Params)) from None
+            raise ConfigError(format_validation_error(exc, prefix=where, model=cls.Params, also=also)) from None
 
     def create(self, kind: str, name: str, values: Mapping[str, Any], where: str, expect: type[C]) -> C:
         """Build a component from a config section, with its params validated."""

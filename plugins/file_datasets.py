@@ -30,8 +30,12 @@ def resolve_path(dataset: Dataset, path: str) -> Path:
     resolved = Path(path).expanduser()
     if not resolved.is_absolute() and dataset.base_dir is not None:
         resolved = dataset.base_dir / resolved
+    if resolved.is_dir():
+        raise DataError(f"data.path: {str(resolved)!r} is a directory; help: name the data file itself")
     if not resolved.is_file():
-        raise DataError(f"data.path: file {str(resolved)!r} not found")
+        raise DataError(
+            f"data.path: file {str(resolved)!r} not found; help: a relative path is relative to the experiment file"
+        )
     return resolved
 
 
@@ -87,8 +91,15 @@ class CsvDataset(Dataset):
 
     def load(self, rng: np.random.Generator) -> DataBundle:
         path = resolve_path(self, self.params.path)
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            rows = [row for row in csv.reader(fh, delimiter=self.params.delimiter) if row]
+        try:
+            with open(path, newline="", encoding="utf-8-sig") as fh:
+                rows = [row for row in csv.reader(fh, delimiter=self.params.delimiter) if row]
+        except UnicodeDecodeError as exc:
+            raise DataError(
+                f"{path}: not a UTF-8 text file (byte {exc.start}: {exc.reason}); help: save the table as UTF-8 CSV"
+            ) from None
+        except csv.Error as exc:
+            raise DataError(f"{path}: not a readable CSV table ({exc})") from None
         if self.params.header:
             if not rows:
                 raise DataError(f"{path}: the file is empty")
@@ -195,7 +206,12 @@ class NpzDataset(Dataset):
                 missing = [k for k in (self.params.x_key, self.params.y_key) if k not in loaded.files]
                 if missing:
                     raise DataError(f"{path}: no array {missing[0]!r}; arrays: {', '.join(loaded.files)}")
-                X, y = loaded[self.params.x_key], loaded[self.params.y_key]
+                try:  # arrays are read here, lazily: an object (pickled) array is refused at this point
+                    X, y = loaded[self.params.x_key], loaded[self.params.y_key]
+                except ValueError as exc:
+                    raise DataError(
+                        f"{path}: refused to load ({exc}); help: save plain numeric arrays (no object dtype)"
+                    ) from None
         if X.ndim == 1:
             X = X.reshape(-1, 1)
         names = self.params.feature_names or [f"x{i}" for i in range(X.shape[1] if X.ndim == 2 else 0)]

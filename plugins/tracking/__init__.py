@@ -21,13 +21,15 @@ import logging
 import re
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from pydantic import Field
 
 from framework import Callback, FitResult, Params, Trainer, hookimpl
 from framework.errors import UserError
+from framework.mlflow_store import open_client
 from plugins.tracking import artifacts
 from plugins.tracking.context import (
     HTTP_CLIENT_SETTINGS,
@@ -44,6 +46,7 @@ from plugins.tracking.context import (
 from plugins.tracking.sender import MetricSender, Point, StepLogger, send_points
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Server-enforced limits (mlflow/utils/validation.py; research/mlflow.md §3).
 MAX_PARAMS_PER_BATCH = 100
@@ -103,20 +106,35 @@ class MlflowTracking(Callback):
         if is_http(uri):
             self._env = EnvSettings(HTTP_CLIENT_SETTINGS)
         # MlflowClient, not the fluent API: no process-global active run, so runs (and threads) never mix.
-        client = self._client = mlflow.MlflowClient()
+        # A SQLite store is created or migrated under a file lock: two fresh processes must not race in it.
+        client = self._client = with_retries(lambda: open_client(uri), "opening the store")
         experiment = trainer.experiment
         resume_id = getattr(trainer, "resume_run_id", None)
         if resume_id:
             existing = self._reopen(client, resume_id)
         else:
-            experiment_id = _experiment_id(client, self.params.experiment or experiment.name)
+            name = self.params.experiment or experiment.name
+            experiment_id = with_retries(lambda: _experiment_id(client, name), "finding the experiment")
             run_name = self.params.run_name or default_run_name(trainer)
-            run = client.create_run(experiment_id, run_name=run_name, tags=run_tags(trainer))
+            run = with_retries(
+                lambda: client.create_run(experiment_id, run_name=run_name, tags=run_tags(trainer)), "creating the run"
+            )
             existing = {}
         self.run_id = trainer.run_id = run_id = resume_id or run.info.run_id
         log.info("MLflow run %s at %s", run_id, uri)
         self._log_params(client, run_id, experiment.flat(), existing)
-        client.log_dict(run_id, experiment.to_dict(), "config.json")
+        try:
+            client.log_dict(run_id, experiment.to_dict(), "config.json")
+        except OSError as exc:  # checked before training: an unwritable artifact store is found in seconds
+            self.run_id = None
+            with url_printing_suppressed():
+                client.set_tag(run_id, "backprop.error", cut(f"{type(exc).__name__}: {exc}", MAX_ERROR_LENGTH))
+                client.set_terminated(run_id, "FAILED")
+            where = client.get_run(run_id).info.artifact_uri
+            raise UserError(
+                f"MLflow cannot store the artifacts of run {run_id} in {where} ({type(exc).__name__}: {exc}); "
+                "help: fix that directory (or the store's artifact location), or train without tracking (--no-track)"
+            ) from None
         if not resume_id:
             try:
                 artifacts.log_dataset(client, trainer, run_id)
@@ -219,6 +237,7 @@ class MlflowTracking(Callback):
         if best_epoch is not None:
             all_tags["backprop.best_epoch"] = str(best_epoch)
         unsent: list[Point] = []
+        reachable = True
         try:
             if self._steps is not None:
                 try:
@@ -233,17 +252,17 @@ class MlflowTracking(Callback):
             if online:
                 self._log_end(client, trainer, run_id, status, all_tags)
         except Exception as exc:
-            if not self._server_answers(client):
-                self._spool(trainer, run_id, unsent, all_tags, status, error, exc)
-            else:  # the training itself is done: report, do not throw its result away
-                log.warning("MLflow: finishing run %s failed: %s: %s", run_id, type(exc).__name__, exc)
+            reachable = self._server_answers(client)
+            # The training itself is done: whatever could not be logged (the server went away, or the
+            # artifact store cannot be written), the model and the rest are saved locally, never lost.
+            self._spool(trainer, run_id, unsent, all_tags, status, error, exc, server_gone=not reachable)
         else:
             if not online:
                 self._spool(trainer, run_id, unsent, all_tags, status, error, sender.error if sender else None)
         finally:
             # Always set the status ourselves: nothing else will (an uncaught error would otherwise leave
             # the run RUNNING, or FINISHED at exit; research/mlflow.md §6).
-            if self.unsent_dir is None:
+            if self.unsent_dir is None or reachable:
                 try:
                     with url_printing_suppressed():
                         client.set_terminated(run_id, status)
@@ -289,12 +308,24 @@ class MlflowTracking(Callback):
         status: str,
         error: BaseException | None,
         cause: BaseException | None,
+        server_gone: bool = True,
     ) -> None:
+        what = "the tracking server went away" if server_gone else "logging the end of the run failed"
         try:
             where = self.unsent_dir = artifacts.spool(run_id, trainer, points, tags, status, error)
         except Exception as exc:
+            log.warning("MLflow: %s (%s) and saving run %s locally failed: %s", what, cause, run_id, exc)
+            return
+        if not server_gone:
             log.warning(
-                "MLflow: the tracking server went away (%s) and saving run %s locally failed: %s", cause, run_id, exc
+                "MLflow: %s (%s: %s); the model, the history, the tags and the final status (%s) of run %s are "
+                "saved in %s",
+                what,
+                type(cause).__name__,
+                cause,
+                status,
+                run_id,
+                where,
             )
             return
         log.warning(
@@ -306,6 +337,25 @@ class MlflowTracking(Callback):
             run_id,
             where,
         )
+
+
+LOCK_RETRIES = 6
+"""Attempts at a store operation that SQLite refuses with "database is locked" (backoff 0.25 s, doubling)."""
+
+
+def with_retries(action: Callable[[], T], what: str) -> T:
+    """`action()`, retried with exponential backoff while a SQLite store says "database is locked"."""
+    delay = 0.25
+    for attempt in range(LOCK_RETRIES):
+        try:
+            return action()
+        except Exception as exc:
+            if "database is locked" not in str(exc) or attempt == LOCK_RETRIES - 1:
+                raise
+            log.info("MLflow: %s: the database is locked; retrying in %.2f s", what, delay)
+            time.sleep(delay)
+            delay *= 2
+    raise AssertionError("unreachable")
 
 
 def _experiment_id(client: Any, name: str) -> str:

@@ -157,9 +157,10 @@ def spool(
     metrics.csv (key, value, timestamp_ms, step: what `log_batch` takes), tags.json, status.json, config.json,
     history.csv, and the trained model (model/, as written by `framework.serialize.save_model`).
     """
+    from framework.checkpoint import sanitize
     from framework.serialize import save_model
 
-    where = Path.cwd() / UNSENT_DIR / run_id
+    where = Path.cwd() / UNSENT_DIR / sanitize(run_id)  # a resumed run's id comes from a checkpoint file
     where.mkdir(parents=True, exist_ok=True)
     with open(where / "metrics.csv", "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh, lineterminator="\n")

@@ -79,7 +79,7 @@ def test_validate_checks_without_training(tmp_path: Path) -> None:
     bad = CliRunner().invoke(app, ["validate", str(EXPERIMENTS / "digits.toml"), "--set", "optimizer.momentun=0.5"])
     assert bad.exit_code == 2
     assert bad.output.strip().splitlines() == [
-        "error: optimizer.momentun: unknown key 'momentun'. Allowed: "
+        f"error: {EXPERIMENTS / 'digits.toml'}: optimizer.momentun: unknown key 'momentun'. Allowed: "
         + bad.output.split("Allowed: ")[1].split(". Did")[0]
         + ". Did you mean 'momentum'?"
     ]
