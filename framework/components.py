@@ -110,6 +110,13 @@ class Loss(Component):
     def link(self, outputs: Array) -> Array:
         return outputs
 
+    def value_and_link(self, outputs: Array, targets: Array) -> tuple[float, Array]:
+        """`value(outputs, targets)` and `link(outputs)` together; the trainer calls this once per epoch.
+
+        Override it when the two share work (cross_entropy's softmax); the result must equal the two calls.
+        """
+        return self.value(outputs, targets), self.link(outputs)
+
     def prepare_targets(self, y: Array, n_outputs: int, dtype: np.dtype[Any]) -> Array:
         targets = np.asarray(y, dtype=dtype)
         return targets.reshape(len(targets), -1)

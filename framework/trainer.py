@@ -47,7 +47,7 @@ class History:
     def append(self, epoch: int, logs: dict[str, float]) -> None:
         row = len(self.epochs)
         self.epochs.append(epoch)
-        if len(logs) == len(self.metrics) and all(key in self.metrics for key in logs):
+        if logs.keys() == self.metrics.keys():  # a set comparison in C (0.3 µs less than an all() over the keys)
             for key, value in logs.items():  # the usual case: the same keys as every earlier epoch
                 self.metrics[key].append(float(value))
             return
@@ -149,7 +149,10 @@ class Trainer:
         self.checkpoint_dir: Path | None = None
         """Where this run's checkpoints go; chosen at the first one (or taken over from a resumed run)."""
         self.last_checkpoint: Path | None = None
+        self._checkpoint_failed = False
         self._good_weights: list[Array] = []
+        self._good_flat: Array | None = None
+        self._log_names: dict[str, list[str]] = {}
         self._snapshot: Snapshot | None = None
         self._plan: tuple[Any, ...] | None = None
 
@@ -179,7 +182,7 @@ class Trainer:
         try:
             hooks.call("before_fit", trainer=self)
             step = self._make_step()
-            self._good_weights = self.model.get_weights()
+            self._keep_good_weights()
             restored_epoch: int | None = None
             last_snapshot = -math.inf
             quiet_fp.enter_context(np.errstate(all="ignore"))
@@ -206,7 +209,7 @@ class Trainer:
                     kept = f"the weights of epoch {epoch}" if epoch > 0 else "the initial weights"
                     reasons.insert(0, f"{problem} at epoch {epoch + 1}; kept {kept}")
                 else:
-                    self._good_weights = self.model.get_weights()
+                    self._keep_good_weights()
                     due = every > 0 and (epoch + 1) % every == 0
                     # For Ctrl-C, a snapshot of a recent epoch is enough (at most SNAPSHOT_INTERVAL_S of
                     # training is lost); capturing after every epoch of a tiny model would double its cost.
@@ -230,7 +233,7 @@ class Trainer:
             hooks.call("after_fit", trainer=self, result=result)
             result.run_id = self.run_id
             if every and self.checkpoint_dir is not None:
-                self.model.save(self.checkpoint_dir / "model")  # the model fit returns (best weights restored)
+                self._save_returned_model(self.checkpoint_dir / "model")
             return result
         except BaseException as error:
             quiet_fp.close()
@@ -274,25 +277,69 @@ class Trainer:
             if key in logs and not math.isfinite(logs[key]):
                 return f"{key} is {logs[key]}"
         flat = self.model.flat_parameters
+        # Σ p² is NaN or infinite if any weight is, and finite ones rarely overflow it: one BLAS call (0.9 µs
+        # at W1 against 1.9 µs for isfinite().all()); only when it is not finite are the weights checked one by one.
+        if flat is not None and math.isfinite(np.vdot(flat, flat)):
+            return None
         arrays = [flat] if flat is not None else self.model.parameters()
         if not all(np.isfinite(a).all() for a in arrays):
             return "the weights are NaN or infinite"
         return None
 
+    def _keep_good_weights(self) -> None:
+        """Copy the current weights into `_good_weights`, which the NaN guard puts back if an epoch diverges.
+
+        With the parameters in one flat buffer this is one copy into a buffer kept for the run (0.2 µs against
+        0.85 µs for `get_weights`' four copies at W1, where an epoch is about 30 µs); `_good_weights` are then
+        views of that buffer, overwritten every epoch, so a snapshot takes its own copy (`_capture`).
+        """
+        flat = self.model.flat_parameters
+        if flat is None:
+            self._good_weights = self.model.get_weights()
+            return
+        if self._good_flat is None or self._good_flat.shape != flat.shape or self._good_flat.dtype != flat.dtype:
+            self._good_flat = np.empty_like(flat)
+            self._good_weights = self.model.parameter_views(self._good_flat)
+        np.copyto(self._good_flat, flat)
+
     def _capture(self, epoch: int) -> Snapshot:
         from framework.checkpoint import capture
 
-        return capture(self, epoch, self._good_weights)
+        # Copies: `_good_weights` may be views of a buffer that the next epoch overwrites.
+        return capture(self, epoch, [w.copy() for w in self._good_weights])
 
-    def _write_checkpoint(self, snapshot: Snapshot) -> Path:
+    def _write_checkpoint(self, snapshot: Snapshot) -> Path | None:
+        """Write a checkpoint; one that cannot be written (disk full, a file in the way) is reported, and
+        training goes on: losing a checkpoint must not lose the run (the interrupt path raises, its caller reports).
+        """
         from framework.checkpoint import run_directory, write_checkpoint
 
         if self.checkpoint_dir is None:
             self.checkpoint_dir = run_directory(self)
-        path = write_checkpoint(snapshot, self.checkpoint_dir)
+        try:
+            path = write_checkpoint(snapshot, self.checkpoint_dir)
+        except OSError as exc:
+            if snapshot.interrupted:
+                raise
+            if not self._checkpoint_failed:
+                log.warning(
+                    "could not write a checkpoint under %s (%s: %s); training goes on, and the trained model is "
+                    "still returned (and logged to MLflow when tracking is on)",
+                    self.checkpoint_dir,
+                    type(exc).__name__,
+                    exc,
+                )
+            self._checkpoint_failed = True
+            return None
         self.last_checkpoint = path
         log.info("checkpoint written: %s", path)
         return path
+
+    def _save_returned_model(self, path: Path) -> None:
+        try:
+            self.model.save(path)  # the model fit returns (best weights restored)
+        except OSError as exc:
+            log.warning("could not save the trained model to %s (%s: %s)", path, type(exc).__name__, exc)
 
     def _train_epoch(self, epoch: int, hooks: EventDispatcher, step: StepFunction | None = None) -> dict[str, float]:
         """One pass over the training data; returns the epoch's training loss and metrics.
@@ -308,7 +355,9 @@ class Trainer:
         train = self.train
         if shuffle:
             perm = self.rng.permutation(len(outputs))
-            X, T, y = train.X[perm], train.targets[perm], train.y[perm]  # fancy indexing: one copy each
+            # One copy each. take(axis=0) gathers the same rows as X[perm], 2-4 times faster on 2-D arrays
+            # (W1's 4 x 3: 0.26 µs against 0.94; W5's 20000 x 20: 72 µs against 274; numpy 2.4).
+            X, T, y = train.X.take(perm, axis=0), train.targets.take(perm, axis=0), train.y.take(perm, axis=0)
         else:
             X, T, y = train.X, train.targets, train.y
         model, loss = self.model, self.loss
@@ -379,13 +428,18 @@ class Trainer:
 
     def _metrics_of(self, outputs: Array, targets: Array, y: Array, prefix: str) -> dict[str, float]:
         # Called inside fit's np.errstate(all="ignore"): a diverged model reports nan/inf and then stops.
-        logs = {f"{prefix}_loss": float(self.loss.value(outputs, targets))}
-        if self.metrics:
-            predictions = self.loss.link(outputs)
-            if self.model.target_scaler is not None:  # metrics in the targets' own units
-                predictions = self.model.target_scaler.inverse_transform(predictions)
-            for name, metric in self.metrics.items():
-                logs[f"{prefix}_{name}"] = float(metric(y, predictions))
+        names = self._log_names.get(prefix)
+        if names is None or len(names) != len(self.metrics) + 1:  # the keys, made once per prefix and run
+            names = self._log_names[prefix] = [f"{prefix}_{name}" for name in ["loss", *self.metrics]]
+        if not self.metrics:
+            return {names[0]: float(self.loss.value(outputs, targets))}
+        # One call: a loss may compute its value and its link together (cross_entropy shares the softmax).
+        value, predictions = self.loss.value_and_link(outputs, targets)
+        logs = {names[0]: float(value)}
+        if self.model.target_scaler is not None:  # metrics in the targets' own units
+            predictions = self.model.target_scaler.inverse_transform(predictions)
+        for key, metric in zip(names[1:], self.metrics.values(), strict=True):
+            logs[key] = float(metric(y, predictions))
         return logs
 
     def evaluate(self, split: Split) -> dict[str, float]:

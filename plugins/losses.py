@@ -16,7 +16,7 @@ import numpy as np
 
 from framework.components import Array, Loss, Params, Task
 from framework.markers import hookimpl
-from plugins.activations import sigmoid
+from plugins.activations import constant, sigmoid
 
 
 class _BufferedLoss(Loss):
@@ -59,13 +59,14 @@ class MSE(_BufferedLoss):
 
     def value(self, outputs: Array, targets: Array) -> float:
         _check_shapes(self, outputs, targets)
-        diff = (outputs - targets).ravel()  # o - t
-        return float(np.dot(diff, diff)) / diff.size if diff.size else float("nan")  # mean of (o - t)^2
+        diff = np.subtract(outputs, targets)  # o - t
+        # mean of (o - t)^2: vdot flattens without the ravel() call (0.3 µs of a 1.3 µs call at W1's size)
+        return float(np.vdot(diff, diff)) / diff.size if diff.size else float("nan")
 
     def gradient(self, outputs: Array, targets: Array) -> Array:
         _check_shapes(self, outputs, targets)
         grad = np.subtract(outputs, targets, out=self._buffer(outputs))  # o - t
-        grad *= 2 / outputs.size  # d/do of the mean of squares
+        grad *= constant(2 / outputs.size, grad.dtype)  # d/do of the mean of squares
         return grad
 
     def prepare_targets(self, y: Array, n_outputs: int, dtype: np.dtype[Any]) -> Array:
@@ -99,7 +100,7 @@ class BinaryCrossEntropy(_BufferedLoss):
         _check_shapes(self, outputs, targets)
         grad = sigmoid(outputs, out=self._buffer(outputs))  # σ(o), the fused link
         grad -= targets  # σ(o) - t
-        grad *= 1 / outputs.shape[0]  # the 1/n of the mean over samples
+        grad *= constant(1 / outputs.shape[0], grad.dtype)  # the 1/n of the mean over samples
         return grad
 
     def link(self, outputs: Array) -> Array:
@@ -132,9 +133,23 @@ def row_max(a: Array) -> Array:
     return np.ascontiguousarray(a.T).max(axis=0)[:, None]
 
 
+_ONES: dict[tuple[int, np.dtype[Any]], Array] = {}
+
+
 def row_sum(a: Array) -> Array:
-    """The sum of each row, as a column (n, 1): a matrix-vector product, 3-6 times faster than sum(axis=1)."""
-    return (a @ np.ones(a.shape[1], dtype=a.dtype))[:, None]
+    """The sum of each row, as a column (n, 1): a matrix-vector product, 3-6 times faster than sum(axis=1).
+
+    The vector of ones is kept per width and dtype: allocating it was half the cost on a 32 x 10 batch
+    (2.3 µs against 1.0 µs with a kept one).
+    """
+    key = (a.shape[1], a.dtype)
+    ones = _ONES.get(key)
+    if ones is None:
+        if len(_ONES) > 64:
+            _ONES.clear()
+        ones = _ONES[key] = np.ones(a.shape[1], dtype=a.dtype)
+        ones.flags.writeable = False
+    return (a @ ones)[:, None]
 
 
 def softmax(outputs: Array, out: Array | None = None) -> Array:
@@ -152,20 +167,38 @@ class CrossEntropy(_BufferedLoss):
     tasks: ClassVar[tuple[Task, ...]] = ("binary", "multiclass")
 
     def value(self, outputs: Array, targets: Array) -> float:
+        return self._value(outputs, targets)[0]
+
+    def value_and_link(self, outputs: Array, targets: Array) -> tuple[float, Array]:
+        """`value(outputs, targets)` and `link(outputs)` at once, the same numbers as the two calls.
+
+        They share the row maxima, e^s and its row sums, so the trainer's per-epoch loss and metrics (which
+        need both) cost 50 µs instead of 90 on W2's 1797 x 10 outputs. The trainer uses this method when a
+        loss has it.
+        """
+        value, exp_shifted, sums = self._value(outputs, targets)
+        exp_shifted /= sums  # softmax(o), as `softmax` computes it
+        return value, exp_shifted
+
+    def _value(self, outputs: Array, targets: Array) -> tuple[float, Array, Array]:
+        """The loss, e^s with s = o - max o (a new array), and its row sums (n, 1)."""
         _check_shapes(self, outputs, targets)
         shifted = outputs - row_max(outputs)  # s = o - max o: e^s cannot overflow
         # -Σ_j t_j log softmax(s)_j = (Σ_j t_j) log Σ_j e^(s_j) - Σ_j t_j s_j, computed without the full
-        # log-softmax array: this runs on the whole epoch's outputs, once per epoch.
-        log_sum = np.log(row_sum(np.exp(shifted)))[:, 0]
-        picked = np.einsum("ij,ij->", targets, shifted)
+        # log-softmax array: this runs on the whole epoch's outputs, once per epoch. vdot rather than einsum
+        # for Σ t·s and e^s in place: 41 µs against 48 on W2's 1797 x 10 outputs.
+        picked = np.vdot(targets, shifted)
+        exp_shifted = np.exp(shifted, out=shifted)
+        sums = row_sum(exp_shifted)
+        log_sum = np.log(sums)[:, 0]
         mass = row_sum(targets)[:, 0]  # 1 for one-hot (or probability) rows
-        return float((log_sum @ mass - picked) / outputs.shape[0])
+        return float((log_sum @ mass - picked) / outputs.shape[0]), exp_shifted, sums
 
     def gradient(self, outputs: Array, targets: Array) -> Array:
         _check_shapes(self, outputs, targets)
         grad = softmax(outputs, out=self._buffer(outputs))  # softmax(o), the fused link
         grad -= targets  # softmax(o) - t
-        grad *= 1 / outputs.shape[0]  # the 1/n of the mean over samples
+        grad *= constant(1 / outputs.shape[0], grad.dtype)  # the 1/n of the mean over samples
         return grad
 
     def link(self, outputs: Array) -> Array:

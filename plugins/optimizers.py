@@ -16,6 +16,16 @@ from framework.components import Array, Optimizer, OptimizerParams, Params
 from framework.markers import hookimpl
 
 
+def operand(value: float, like: Array) -> Array | float:
+    """`value` as a 0-d array of `like`'s (floating) dtype, for the ufunc calls of a step.
+
+    numpy 2 promotes a Python float operand through its "weak scalar" rules on every call, 0.3-0.5 µs each on a
+    small array (`np.multiply(g, lr, out=s)`: 0.99 µs against 0.68 µs on W2's 4810 parameters, 1 thread); the
+    0-d array holds the same number rounded to the same dtype, so the step is bit for bit the same.
+    """
+    return np.array(value, dtype=like.dtype) if like.dtype.kind == "f" else value
+
+
 def check_state(name: str, state: list[Array], params: list[Array]) -> None:
     if len(state) == 1 == len(params) and state[0].shape == params[0].shape:
         return  # the usual case, once per step: the trainer passes all parameters as one flat array
@@ -34,14 +44,20 @@ class SGD(Optimizer):
     def __init__(self, params: OptimizerParams | None = None, /, **kwargs: Any) -> None:
         super().__init__(params, **kwargs)
         self._scratch: list[Array] = []
+        self._checked: list[Array] | None = None
+        self._rate: tuple[float, list[Array | float]] | None = None
 
     def step(self, params: list[Array], grads: list[Array]) -> None:
         if not self._scratch:
             self._scratch = [np.empty_like(p) for p in params]
-        check_state(self.name, self._scratch, params)
-        lr = self.lr
-        for p, g, s in zip(params, grads, self._scratch, strict=True):
-            np.multiply(g, lr, out=s)  # lr·g
+        if params is not self._checked:  # the trainer passes the same list at every step: check it once
+            check_state(self.name, self._scratch, params)
+            self._checked, self._rate = params, None
+        lr = self.lr  # read at every step: schedules change it
+        if self._rate is None or self._rate[0] != lr:
+            self._rate = (lr, [operand(lr, p) for p in params])
+        for p, g, s, lr_p in zip(params, grads, self._scratch, self._rate[1], strict=True):
+            np.multiply(g, lr_p, out=s)  # lr·g
             p -= s  # p ← p - lr·g
 
 
@@ -65,22 +81,29 @@ class Momentum(Optimizer):
         super().__init__(params, **kwargs)
         self._velocities: list[Array] = []
         self._scratch: list[Array] = []
+        self._checked: list[Array] | None = None
+        self._rates: tuple[float, float, list[tuple[Array | float, Array | float]]] | None = None
 
     def step(self, params: list[Array], grads: list[Array]) -> None:
         if not self._velocities:
             self._velocities = [np.zeros_like(p) for p in params]
-        check_state(self.name, self._velocities, params)
+        if params is not self._checked:  # the trainer passes the same list at every step: check it once
+            check_state(self.name, self._velocities, params)
+            self._checked, self._rates = params, None
         if not self._scratch:  # the first step, or the first after load_state_dict
             self._scratch = [np.empty_like(p) for p in params]
             self._velocities = [v.astype(p.dtype, copy=False) for v, p in zip(self._velocities, params, strict=True)]
-        lr, mu, nesterov = self.lr, self.params.momentum, self.params.nesterov
-        for p, g, v, s in zip(params, grads, self._velocities, self._scratch, strict=True):
-            np.multiply(g, lr, out=s)  # s = lr·g
-            v *= mu
+        lr, mu, nesterov = self.lr, self.params.momentum, self.params.nesterov  # read at every step: schedules
+        rates = self._rates
+        if rates is None or rates[0] != lr or rates[1] != mu:
+            rates = self._rates = (lr, mu, [(operand(lr, p), operand(mu, p)) for p in params])
+        for p, g, v, s, (lr_p, mu_p) in zip(params, grads, self._velocities, self._scratch, rates[2], strict=True):
+            np.multiply(g, lr_p, out=s)  # s = lr·g
+            v *= mu_p
             v -= s  # v ← μ·v - lr·g
             if nesterov:
                 p -= s  # p ← p - lr·g ...
-                np.multiply(v, mu, out=s)
+                np.multiply(v, mu_p, out=s)
                 p += s  # ... + μ·v
             else:
                 p += v  # p ← p + v
@@ -93,6 +116,7 @@ class Momentum(Optimizer):
             raise ValueError(f"momentum: expected a state with the key 'velocities', got {sorted(state)}")
         self._velocities = [np.array(v, copy=True) for v in state["velocities"]]
         self._scratch = []  # the next step casts the velocities to the parameters' dtype
+        self._checked = None  # and checks them against the parameters
 
 
 @hookimpl

@@ -108,6 +108,9 @@ def check_loss(loss: Loss) -> None:
         link = np.asarray(loss.link(outputs))
         if link.shape != outputs.shape:
             raise AssertionError(f"{where}: link() returned shape {link.shape} for outputs {outputs.shape}")
+        both_value, both_link = loss.value_and_link(outputs, targets)
+        np.testing.assert_allclose(both_value, value, rtol=1e-12, err_msg=f"{where}: value_and_link's value")
+        np.testing.assert_allclose(both_link, link, rtol=1e-12, atol=1e-300, err_msg=f"{where}: value_and_link's link")
         outputs32, targets32 = _problem(loss, task, n_out, n_cls, F32)
         assert_dtype(f"{where}: prepare_targets", targets32, F32)
         assert_dtype(f"{where}: gradient", loss.gradient(outputs32, targets32), F32)
