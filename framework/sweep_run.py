@@ -95,6 +95,14 @@ class _TrialTags:
         mlflow.MlflowClient().log_batch(trainer.run_id, tags=tags)
 
 
+def _warm_up() -> None:
+    """Import what every trial needs, in a worker, while the parent is still planning."""
+    import mlflow  # noqa: F401
+    import sklearn.datasets  # noqa: F401
+
+    import framework.build  # noqa: F401
+
+
 def _interrupt_on_sigterm() -> None:
     """A stopped sweep terminates its workers: end the trial's run as KILLED, not RUNNING forever."""
     import signal
@@ -172,6 +180,29 @@ class SweepRunner:
     # -- running -------------------------------------------------------------------------------------------
 
     def run(self) -> SweepResult:
+        # The workers start first: their imports (numpy, scikit-learn, MLflow: seconds) overlap the parent's
+        # planning and store set-up instead of adding to it (benchmarks/bench_sweep.py).
+        pool = self._start_pool() if self.executor == "local" else None
+        try:
+            return self._run(pool)
+        finally:
+            if pool is not None:
+                # Idle workers exit on their own; the parent does not wait for their interpreters to end.
+                pool.shutdown(wait=False, cancel_futures=True)
+
+    def _start_pool(self) -> Any:
+        import concurrent.futures as cf
+        import multiprocessing
+
+        # Spawned, not forked: the parent imports MLflow, which may hold threads and open connections.
+        context = multiprocessing.get_context("spawn")
+        with _single_thread_env():
+            pool = cf.ProcessPoolExecutor(max_workers=self.workers, mp_context=context)
+            for _ in range(self.workers):
+                pool.submit(_warm_up)  # one per worker: each process is spawned (and imports) now
+        return pool
+
+    def _run(self, pool: Any) -> SweepResult:
         import mlflow
 
         trials, direction = self.plan()
@@ -191,7 +222,7 @@ class SweepRunner:
         pending = [t for t in trials if t.status == "queued"]
         status = "FINISHED"
         try:
-            for trial, outcome in self._execute(pending, parent.run_id, uri, trials):
+            for trial, outcome in self._execute(pending, parent.run_id, uri, trials, pool):
                 trial.run_id = outcome.get("run_id")
                 if outcome["status"] == "FINISHED":
                     trial.status = "finished"
@@ -224,7 +255,7 @@ class SweepRunner:
         }
 
     def _execute(
-        self, pending: list[Trial], parent_id: str, uri: str, all_trials: list[Trial]
+        self, pending: list[Trial], parent_id: str, uri: str, all_trials: list[Trial], pool: Any
     ) -> Iterator[tuple[Trial, dict[str, Any]]]:
         if not pending:
             return
@@ -232,11 +263,8 @@ class SweepRunner:
             yield from self._execute_dask(pending, parent_id, uri, all_trials)
             return
         import concurrent.futures as cf
-        import multiprocessing
 
-        # Spawned, not forked: the parent has imported MLflow and may hold threads and open connections.
-        context = multiprocessing.get_context("spawn")
-        with _single_thread_env(), cf.ProcessPoolExecutor(max_workers=self.workers, mp_context=context) as pool:
+        with _single_thread_env():  # a worker that died is replaced on submit: it gets one BLAS thread too
             futures = {pool.submit(run_trial, self._payload(t, parent_id, uri)): t for t in pending}
             try:
                 remaining = set(futures)
