@@ -110,6 +110,13 @@ class Loss(Component):
     def link(self, outputs: Array) -> Array:
         return outputs
 
+    def per_sample(self, outputs: Array, targets: Array) -> Array | None:
+        """The loss of each sample, shape (n,), whose mean is `value()`; None if the loss is no such mean.
+
+        Optional: it lets per-step logging compute many batches' losses in one vectorised call.
+        """
+        return None
+
     def value_and_link(self, outputs: Array, targets: Array) -> tuple[float, Array]:
         """`value(outputs, targets)` and `link(outputs)` together; the trainer calls this once per epoch.
 

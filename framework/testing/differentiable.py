@@ -108,6 +108,11 @@ def check_loss(loss: Loss) -> None:
         link = np.asarray(loss.link(outputs))
         if link.shape != outputs.shape:
             raise AssertionError(f"{where}: link() returned shape {link.shape} for outputs {outputs.shape}")
+        per_sample = loss.per_sample(outputs, targets)
+        if per_sample is not None:
+            if np.shape(per_sample) != (len(outputs),):
+                raise AssertionError(f"{where}: per_sample() must return shape ({len(outputs)},)")
+            np.testing.assert_allclose(np.mean(per_sample), value, rtol=1e-10, err_msg=f"{where}: mean of per_sample")
         both_value, both_link = loss.value_and_link(outputs, targets)
         np.testing.assert_allclose(both_value, value, rtol=1e-12, err_msg=f"{where}: value_and_link's value")
         np.testing.assert_allclose(both_link, link, rtol=1e-12, atol=1e-300, err_msg=f"{where}: value_and_link's link")

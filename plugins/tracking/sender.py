@@ -120,5 +120,23 @@ class StepLogger:
         pending, self._pending = self._pending, []
         if not pending or self.sender is None:
             return
-        value = trainer.loss.value
-        self.sender.put([("batch_loss", float(value(out, tb)), ts, step) for step, ts, out, tb in pending])
+        losses = batch_losses(trainer.loss, [out for _, _, out, _ in pending], [tb for _, _, _, tb in pending])
+        self.sender.put(
+            [("batch_loss", loss, ts, step) for (step, ts, _, _), loss in zip(pending, losses, strict=True)]
+        )
+
+
+def batch_losses(loss: Any, outputs: list[Any], targets: list[Any]) -> list[float]:
+    """Each batch's loss; one vectorised `per_sample` call for them all when the loss has one.
+
+    A `value()` call per batch costs ~10 µs of numpy overhead on small batches, as much as a third of a
+    training step at digits' size; one call over the concatenated batches costs about that in total.
+    """
+    import numpy as np
+
+    per_sample = loss.per_sample(np.concatenate(outputs), np.concatenate(targets)) if len(outputs) > 1 else None
+    if per_sample is None:
+        return [float(loss.value(out, tb)) for out, tb in zip(outputs, targets, strict=True)]
+    sizes = np.array([len(out) for out in outputs])
+    starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))
+    return [float(v) for v in np.add.reduceat(np.asarray(per_sample, dtype=np.float64), starts) / sizes]
