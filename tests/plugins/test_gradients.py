@@ -19,6 +19,7 @@ from framework.components import Activation, Array, Loss, Task
 from framework.model import Dense
 from framework.pluginmanager import create_plugin_manager
 from framework.registry import Registry
+from framework.testing.numeric import away_from_zero, numerical_gradient
 
 # Every plugin of the `backprop` entry-point group, built-ins included, exactly as a run loads them.
 REGISTRY = Registry.from_host(create_plugin_manager(strict=True))
@@ -39,25 +40,6 @@ def loss_instance(name: str) -> Loss:
     instance = REGISTRY.get("loss", name)()
     assert isinstance(instance, Loss)
     return instance
-
-
-def numerical_gradient(f: Callable[[], float], x: Array, eps: float = 1e-6) -> Array:
-    """Central differences (f(x + eps) - f(x - eps)) / 2 eps, one element of `x` (changed in place) at a time."""
-    grad = np.zeros_like(x)
-    for i in range(x.size):
-        original = x.flat[i]
-        x.flat[i] = original + eps
-        f_plus = f()
-        x.flat[i] = original - eps
-        f_minus = f()
-        x.flat[i] = original
-        grad.flat[i] = (f_plus - f_minus) / (2 * eps)
-    return grad
-
-
-def away_from_zero(rng: np.random.Generator, shape: tuple[int, ...]) -> Array:
-    """Values in ±[0.1, 3]: finite differences never straddle a kink at 0 (relu, leaky_relu)."""
-    return np.asarray(rng.uniform(0.1, 3.0, size=shape) * rng.choice([-1.0, 1.0], size=shape))
 
 
 def test_the_builtins_are_registered() -> None:
