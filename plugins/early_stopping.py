@@ -42,7 +42,9 @@ class EarlyStoppingParams(Params):
         "auto",
         description="min: lower is better; max: higher is better; auto: the metric's declared direction.",
     )
-    patience: int = Field(5, ge=0, description="Epochs without improvement tolerated; the next one stops.")
+    patience: int = Field(
+        5, ge=0, description="Stop after this many epochs in a row without improvement (as Keras; 0 acts as 1)."
+    )
     min_delta: float = Field(0.0, ge=0, description="Smallest change that counts as an improvement.")
     baseline: float | None = Field(
         None, description="A value to beat: epochs that do not beat it count as epochs without improvement."
@@ -54,7 +56,7 @@ class EarlyStoppingParams(Params):
 
 
 class EarlyStopping(Callback):
-    """Stops training when `monitor` has not improved by more than `min_delta` for more than `patience` epochs."""
+    """Stops training when `monitor` has not improved by more than `min_delta` for `patience` epochs in a row."""
 
     name: ClassVar[str] = "early_stopping"
     Params: ClassVar[type[Params]] = EarlyStoppingParams
@@ -90,7 +92,8 @@ class EarlyStopping(Callback):
                 self.best_weights = trainer.model.get_weights()
             return None
         self.wait += 1
-        if self.wait > self.params.patience:
+        # Keras, Lightning and scikit-learn stop on the patience-th epoch without improvement: so do we.
+        if self.wait >= self.params.patience:
             if self.best_epoch is None:
                 return (
                     f"early stopping: {self.params.monitor} did not beat the baseline {self.best:.6g} "

@@ -120,14 +120,16 @@ class PlateauParams(Params):
     monitor: str = Field("val_loss", description="Metric to watch, as named in the history.")
     mode: Mode = Field("auto", description="min, max, or auto: the metric's declared direction.")
     factor: float = Field(0.1, gt=0, lt=1, description="The rate is multiplied by this on a plateau.")
-    patience: int = Field(10, ge=0, description="Epochs without improvement tolerated; the next one lowers the rate.")
+    patience: int = Field(
+        10, ge=0, description="Lower the rate after this many epochs in a row without improvement (as Keras)."
+    )
     min_delta: float = Field(1e-4, ge=0, description="Smallest change that counts as an improvement.")
     cooldown: int = Field(0, ge=0, description="Epochs after a reduction during which no plateau is counted.")
     min_lr: float = Field(0.0, ge=0, description="The rate is never lowered below this.")
 
 
 class ReduceLROnPlateau(Callback):
-    """Reduce on plateau: lr ← max(lr · factor, min_lr) after more than `patience` epochs without improvement."""
+    """Reduce on plateau: lr ← max(lr · factor, min_lr) after `patience` epochs in a row without improvement."""
 
     name: ClassVar[str] = "reduce_lr_on_plateau"
     Params: ClassVar[type[Params]] = PlateauParams
@@ -162,7 +164,7 @@ class ReduceLROnPlateau(Callback):
         if self.cooldown_left > 0:
             return
         self.wait += 1
-        if self.wait > self.params.patience:
+        if self.wait >= self.params.patience:  # the patience-th epoch without improvement, as Keras
             lr = trainer.optimizer.lr
             new_lr = max(lr * self.params.factor, self.params.min_lr)
             if new_lr < lr and new_lr > 0:

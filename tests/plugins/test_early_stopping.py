@@ -41,8 +41,8 @@ def assert_weights(model: Any, expected: list[np.ndarray]) -> None:
 
 
 def test_stops_after_patience_epochs_without_improvement_and_restores_the_best() -> None:
-    # best 1.0 at epoch 1 (0-based); epochs 2, 3 do not improve (patience 2 tolerates them), epoch 4 stops.
-    result, script = run([3.0, 1.0, 2.0, 1.5, 1.2, 0.1], patience=2)
+    # best 1.0 at epoch 1 (0-based); epochs 2, 3 and 4 do not improve: the third (patience 3) stops.
+    result, script = run([3.0, 1.0, 2.0, 1.5, 1.2, 0.1], patience=3)
     assert result.history.epochs == [0, 1, 2, 3, 4]
     assert "did not improve for 3 epochs" in result.stop_reason
     assert result.restored_epoch == 1
@@ -79,18 +79,18 @@ def test_restores_the_best_weights_on_ctrl_c() -> None:
 
 def test_baseline_must_be_beaten() -> None:
     # Nothing beats the baseline 0.5: every epoch counts as no improvement, and no weights are restored.
-    result, _ = run([3.0, 1.0, 2.0, 0.9, 0.8], baseline=0.5, patience=1)
+    result, _ = run([3.0, 1.0, 2.0, 0.9, 0.8], baseline=0.5, patience=2)
     assert result.history.epochs == [0, 1]
     assert "did not beat the baseline 0.5 in 2 epochs" in result.stop_reason
     assert result.restored_epoch is None
     # Beating it once makes that epoch the best.
-    result, _ = run([3.0, 0.4, 2.0, 0.9, 0.8], baseline=0.5, patience=1)
+    result, _ = run([3.0, 0.4, 2.0, 0.9, 0.8], baseline=0.5, patience=2)
     assert result.restored_epoch == 1 and result.history.epochs == [0, 1, 2, 3]
 
 
 def test_start_from_epoch_ignores_the_first_epochs() -> None:
     # Epochs 0-2 are not monitored (their 0.1 would otherwise be the best); from epoch 3 on: best 1.0 at 3.
-    result, script = run([0.1, 0.1, 0.1, 1.0, 2.0, 2.0, 0.5], start_from_epoch=3, patience=1)
+    result, script = run([0.1, 0.1, 0.1, 1.0, 2.0, 2.0, 0.5], start_from_epoch=3, patience=2)
     assert result.history.epochs == [0, 1, 2, 3, 4, 5]
     assert result.restored_epoch == 3
     assert_weights(result.model, script.weights[3])

@@ -50,8 +50,8 @@ def test_reduce_on_plateau() -> None:
         def after_validation(self, trainer: Trainer, epoch: int, logs: dict[str, float]) -> None:
             logs["train_loss"] = [5.0, 4.0, 4.0, 4.0, 4.0, 4.0, 3.0, 3.0][epoch]
 
-    plateau = {"reduce_lr_on_plateau": {"monitor": "train_loss", "patience": 1, "factor": 0.5, "min_delta": 0}}
-    # Epochs 2 and 3 do not improve: more than patience 1, so after epoch 3 the rate halves (epoch 4 trains
+    plateau = {"reduce_lr_on_plateau": {"monitor": "train_loss", "patience": 2, "factor": 0.5, "min_delta": 0}}
+    # Epochs 2 and 3 do not improve: the second (patience 2) halves the rate after epoch 3 (epoch 4 trains
     # at 0.5); epochs 4 and 5 again: after epoch 5 it halves again (epoch 6: 0.25); epoch 6 improves.
     assert rates(plateau, 8, extra=[Script()]) == [1.0, 1.0, 1.0, 1.0, 0.5, 0.5, 0.25, 0.25]
     with pytest.raises(ConfigError, match="Did you mean 'train_loss'"):
