@@ -34,13 +34,12 @@ from framework.components import Array
 from framework.config import Experiment, apply_overrides, flatten
 from framework.errors import UserError
 from framework.serialize import (
-    MODEL_JSON,
     WEIGHTS,
     atomic_directory,
     load_arrays,
-    model_description,
     read_described,
     save_arrays,
+    write_model,
 )
 
 if TYPE_CHECKING:
@@ -224,23 +223,9 @@ def write_checkpoint(snapshot: Snapshot, run_dir: Path) -> Path:
         "interrupted": snapshot.interrupted,
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
-    model = trainer.model
-    weights: dict[str, Array] = {}
-    position = 0
-    for i, layer in enumerate(model.layers):
-        for j in range(len(layer.parameters())):
-            weights[f"layer{i}.param{j}"] = snapshot.weights[position]
-            position += 1
-    if model.preprocess is not None:
-        weights["preprocess.mean"] = model.preprocess.mean
-        weights["preprocess.scale"] = model.preprocess.scale
-    if model.target_scaler is not None:
-        weights["target.mean"] = model.target_scaler.mean
-        weights["target.scale"] = model.target_scaler.scale
     with atomic_directory(path) as tmp:
         (tmp / MODEL_DIR).mkdir()
-        (tmp / MODEL_DIR / MODEL_JSON).write_text(json.dumps(model_description(model), indent=2) + "\n")
-        save_arrays(tmp / MODEL_DIR / WEIGHTS, weights)
+        write_model(tmp / MODEL_DIR, trainer.model, snapshot.weights)
         save_arrays(tmp / STATE_ARRAYS, arrays)
         (tmp / STATE_JSON).write_text(json.dumps(state, indent=1) + "\n")
     return path

@@ -111,20 +111,33 @@ def model_description(model: Model) -> dict[str, Any]:
 def save_model(model: Model, path: Path) -> Path:
     """Save `model` as a directory at `path` (replaced atomically if it exists)."""
     path = Path(path)
+    with atomic_directory(path) as tmp:
+        write_model(tmp, model)
+    return path
+
+
+def write_model(directory: Path, model: Model, weights: list[Array] | None = None) -> None:
+    """Write `model.json` and `weights.npz` into an existing directory (no atomicity: the caller's job).
+
+    Args:
+        weights: the parameters to save, in `Model.parameters()` order; by default the model's current ones
+            (a checkpoint passes the copies taken at the end of its epoch).
+    """
+    params = list(weights) if weights is not None else model.parameters()
     arrays: dict[str, Array] = {}
+    position = 0
     for i, layer in enumerate(model.layers):
-        for j, p in enumerate(layer.parameters()):
-            arrays[f"layer{i}.param{j}"] = p
+        for j in range(len(layer.parameters())):
+            arrays[f"layer{i}.param{j}"] = params[position]
+            position += 1
     if model.preprocess is not None:
         arrays["preprocess.mean"] = model.preprocess.mean
         arrays["preprocess.scale"] = model.preprocess.scale
     if model.target_scaler is not None:
         arrays["target.mean"] = model.target_scaler.mean
         arrays["target.scale"] = model.target_scaler.scale
-    with atomic_directory(path) as tmp:
-        (tmp / MODEL_JSON).write_text(json.dumps(model_description(model), indent=2) + "\n")
-        save_arrays(tmp / WEIGHTS, arrays)
-    return path
+    (directory / MODEL_JSON).write_text(json.dumps(model_description(model), indent=2) + "\n")
+    save_arrays(directory / WEIGHTS, arrays)
 
 
 def load_model(path: Path, registry: Any = None) -> Model:
