@@ -99,6 +99,9 @@ def _check_port_free(host: str, port: int) -> None:
 
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as sock:
+        # As the server itself binds (uvicorn sets it too): connections a just-stopped UI left in TIME_WAIT
+        # do not make the port look taken for a minute; a port something listens on still does.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError as exc:

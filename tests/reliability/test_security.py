@@ -277,3 +277,19 @@ def test_a_hostile_tracking_run_name_is_only_a_label(store: str, tmp_path: Path)
     run = MlflowClient(tracking_uri=store).get_run(result.run_id)
     assert run.info.run_name == "../../evil-run"
     assert json.loads(json.dumps(run.data.params))["name"] == "../../evil"
+
+
+def test_a_port_left_in_time_wait_by_a_stopped_ui_is_free() -> None:
+    """Stopping `backprop ui` leaves its connections in TIME_WAIT: starting it again must not say "in use"."""
+    from framework.cli.ui_cmd import _check_port_free
+
+    with socket.socket() as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            connection, _ = server.accept()
+            connection.close()  # the server's side closes first: its end of the connection waits in TIME_WAIT
+            client.recv(1)
+    _check_port_free("127.0.0.1", port)  # no UserError
