@@ -25,6 +25,7 @@ from framework.components import Array, Loss, Metric, Optimizer, Task
 from framework.dispatch import EventDispatcher
 from framework.model import Model
 from framework.optimization import StepFunction, make_step
+from framework.threads import training_threads
 
 if TYPE_CHECKING:
     from framework.checkpoint import Snapshot
@@ -177,15 +178,17 @@ class Trainer:
         # Resolved once: per-epoch work is all that separates a tiny model's epoch from the numpy floor.
         before_epoch, after_validation = hooks.has("before_epoch"), hooks.has("after_validation")
         after_epoch, should_stop = hooks.has("after_epoch"), hooks.has("should_stop")
-        quiet_fp = contextlib.ExitStack()  # np.errstate for the epochs: a diverging model gives nan/inf, which
-        # the NaN guard below turns into a stop reason; warnings per operation would only be noise.
+        # For the epochs: np.errstate (a diverging model gives nan/inf, which the NaN guard below turns into a
+        # stop reason; warnings per operation would only be noise), and one BLAS thread for a small model.
+        loop_context = contextlib.ExitStack()
         try:
             hooks.call("before_fit", trainer=self)
             step = self._make_step()
             self._keep_good_weights()
             restored_epoch: int | None = None
             last_snapshot = -math.inf
-            quiet_fp.enter_context(np.errstate(all="ignore"))
+            loop_context.enter_context(np.errstate(all="ignore"))
+            loop_context.enter_context(training_threads(self.model, self.batch_size))
             for epoch in range(self.start_epoch, self.epochs):
                 self.epoch = epoch
                 if before_epoch:
@@ -224,7 +227,7 @@ class Trainer:
                     break
             else:
                 self.stop_reason = f"completed {self.epochs} epochs"
-            quiet_fp.close()
+            loop_context.close()
             if every and self._snapshot is not None:
                 self._snapshot.finished = self.stop_reason
                 self._write_checkpoint(self._snapshot)
@@ -236,7 +239,7 @@ class Trainer:
                 self._save_returned_model(self.checkpoint_dir / "model")
             return result
         except BaseException as error:
-            quiet_fp.close()
+            loop_context.close()
             if isinstance(error, KeyboardInterrupt) and training.checkpoint_on_interrupt and self._snapshot is not None:
                 self._snapshot.interrupted = True
                 try:
