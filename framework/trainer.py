@@ -156,6 +156,16 @@ class Trainer:
         self._log_names: dict[str, list[str]] = {}
         self._snapshot: Snapshot | None = None
         self._plan: tuple[Any, ...] | None = None
+        self.epoch_outputs: Array | None = None
+        """The outputs the model gave each training sample in the current (or last) epoch, in the order the
+        batches saw them: batch `b` is rows `b * batch_size` to `(b + 1) * batch_size`. With `epoch_targets`,
+        per-batch values (the batch losses) can be computed once per epoch instead of in a per-batch hook.
+        Valid until the next epoch starts (the buffer is reused)."""
+        self.epoch_targets: Array | None = None
+        """The loss's targets of the current (or last) epoch, in the order of `epoch_outputs`."""
+        self.epoch_first_step = 0
+        """The global step of the epoch's first batch: the epoch has completed `step - epoch_first_step`
+        batches (all of them after the epoch, fewer when it was interrupted)."""
 
     @property
     def metric_names(self) -> list[str]:
@@ -365,14 +375,20 @@ class Trainer:
             X, T, y = train.X, train.targets, train.y
         model, loss = self.model, self.loss
         forward, backward, gradient = model.forward, model.backward, loss.gradient
+        self.epoch_outputs, self.epoch_targets, self.epoch_first_step = outputs, T, self.step
         if not (before_batch or after_backward or after_step or after_batch):
             # The plain loop: forward, loss gradient, backward (the chain rule through every layer), update.
-            for start in range(0, len(outputs), bs):
-                stop = start + bs
-                out = forward(X[start:stop], True)
-                outputs[start:stop] = out  # kept for the epoch's training metrics
-                backward(gradient(out, T[start:stop]))
-                step_fn(params, grads)  # clipping/weight decay if configured, then the optimiser: in place
+            start = 0
+            try:
+                for start in range(0, len(outputs), bs):
+                    stop = start + bs
+                    out = forward(X[start:stop], True)
+                    outputs[start:stop] = out  # kept for the epoch's training metrics (and batch losses)
+                    backward(gradient(out, T[start:stop]))
+                    step_fn(params, grads)  # clipping/weight decay if configured, then the optimiser: in place
+            except BaseException:
+                self.step += start // bs  # the batches completed before the interruption
+                raise
             self.step += -(-len(outputs) // bs)
             return self._metrics_of(outputs, T, y, "train")
         for batch, start in enumerate(range(0, len(outputs), bs)):

@@ -11,7 +11,7 @@ The store is `MLFLOW_TRACKING_URI`, or MLflow's own default (`sqlite:///mlflow.d
 artifacts in `./mlruns`). If an HTTP server goes away during training, training goes on; what could not be
 sent is saved under `./backprop-unsent/<run_id>/`. Facts behind the choices are in `research/mlflow.md`.
 
-Module layout: `context` (tags, git, server checks), `sender` (the metric thread, the step logger),
+Module layout: `context` (tags, git, server checks), `sender` (the metric thread, the batch losses),
 `artifacts` (curves, model, dataset, the local spool), `backprop_pyfunc` (the model's loader, shipped with it).
 """
 
@@ -43,7 +43,7 @@ from plugins.tracking.context import (
     status_of,
     url_printing_suppressed,
 )
-from plugins.tracking.sender import MetricSender, Point, StepLogger, send_points
+from plugins.tracking.sender import MetricSender, Point, StepLosses, send_points
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -54,7 +54,9 @@ MAX_PARAM_LENGTH = 6000  # longer values: cut here, whole in config.json
 MAX_KEY_LENGTH = 250
 MAX_ERROR_LENGTH = 1000
 _VALID_KEY = re.compile(r"^[\w./ -]+$")  # what MLflow accepts in a param key
-STEP_LOGGER_NAME = "run-callback-mlflow-steps"
+WRITER_AFTER_S = 2.0
+"""A run expected to train longer than this after its first epoch starts the metric writer process at once
+(a local store): it is then ready by the time the metrics pile up. Others start it only if they last."""
 
 
 class MlflowTrackingParams(Params):
@@ -81,20 +83,10 @@ class MlflowTracking(Callback):
     unsent_dir: Path | None = None  # where what could not be sent was saved, if anything
     _client: Any = None
     _sender: MetricSender | None = None
-    _steps: StepLogger | None = None
+    _steps: StepLosses | None = None
+    _epoch_end_ms = 0  # when the previous epoch ended: the batch losses' timestamps run from here
+    _model_epoch: int | None = None  # the epoch whose weights the finished run's model holds
     _env: EnvSettings | None = None
-
-    def validate_against(self, trainer: Trainer) -> None:
-        # Called once the run's callbacks are registered and before fit() resolves its hooks: the only
-        # moment to add the per-batch hook for step metrics, and only when they are asked for.
-        every = self.params.log_every_n_steps
-        if every is not None and self._steps is None:
-            from framework.pluginmanager import PluginInfo
-
-            self._steps = StepLogger(every)
-            info = PluginInfo(name=STEP_LOGGER_NAME, source="callback plugins.tracking.StepLogger")
-            info.origin = "callback"
-            trainer.host.register(self._steps, STEP_LOGGER_NAME, info)
 
     # tryfirst: other callbacks' before_fit already see `trainer.run_id`.
     @hookimpl(tryfirst=True)
@@ -140,9 +132,12 @@ class MlflowTracking(Callback):
                 artifacts.log_dataset(client, trainer, run_id)
             except Exception as exc:  # the data's description is not worth a run
                 log.warning("MLflow: logging the training data of run %s failed: %s", run_id, exc)
-        self._sender = MetricSender(client, run_id)
-        if self._steps is not None:
-            self._steps.sender = self._sender
+        self._sender = MetricSender(client, run_id, offload=not is_http(uri))
+        every = self.params.log_every_n_steps
+        self._steps = StepLosses(every) if every is not None else None
+        self._epoch_end_ms = int(time.time() * 1000)
+        self._fit_started = time.monotonic()
+        self._epoch_ms: dict[int, int] = {}  # each epoch's timestamp: the model's metrics reuse them
 
     def _reopen(self, client: Any, run_id: str) -> dict[str, str]:
         """Mark a resumed run RUNNING again and return its params."""
@@ -199,13 +194,23 @@ class MlflowTracking(Callback):
         points = [(key, float(value), now, epoch) for key, value in logs.items()]
         if "lr" not in logs:  # a schedule plugin may already have put the current rate into the logs
             points.append(("lr", trainer.optimizer.lr, now, epoch))
-        self._sender.put(points)  # one put per epoch: the store is never touched on this thread
+        if self._steps is not None:
+            points += self._steps.collect(trainer, self._epoch_end_ms, now)
+        self._epoch_end_ms = self._epoch_ms[epoch] = now
+        self._sender.put(points)
+        if epoch == trainer.start_epoch:  # the first epoch tells how long the run will be
+            remaining = (time.monotonic() - self._fit_started) * (trainer.epochs - epoch - 1)
+            if remaining > WRITER_AFTER_S:
+                self._sender.start_writer()  # one put per epoch: the store is never touched on this thread
 
     # trylast: end the run after every other after_fit (early stopping restores weights there, and one of
     # them failing must turn the run into FAILED rather than find it already FINISHED).
     @hookimpl(trylast=True)
     def after_fit(self, trainer: Trainer, result: FitResult) -> None:
         best = artifacts.best_epoch(trainer, result.restored_epoch)
+        epochs = trainer.history.epochs
+        # The epoch whose weights the returned model holds: the restored one, else the last.
+        self._model_epoch = result.restored_epoch if result.restored_epoch is not None else (epochs or [None])[-1]
         self._end(trainer, "FINISHED", result.stop_reason, best_epoch=best)
 
     @hookimpl(trylast=True)
@@ -239,9 +244,9 @@ class MlflowTracking(Callback):
         unsent: list[Point] = []
         reachable = True
         try:
-            if self._steps is not None:
-                try:
-                    self._steps.flush(trainer)  # the batch losses of an epoch cut short
+            if self._steps is not None and sender is not None:
+                try:  # the batch losses of an epoch cut short
+                    sender.put(self._steps.collect(trainer, self._epoch_end_ms, int(time.time() * 1000)))
                 except Exception as exc:
                     log.warning("MLflow: batch losses of the last epoch were not computed: %s", exc)
             unsent = sender.close() if sender is not None else []
@@ -286,7 +291,7 @@ class MlflowTracking(Callback):
             if png is not None:
                 client.log_artifact(run_id, str(png))
         if status == "FINISHED":  # a failed or interrupted run's weights are not a model to serve
-            artifacts.log_model(client, trainer, run_id)
+            artifacts.log_model(client, trainer, run_id, self._model_epoch, self._epoch_ms)
 
     def _server_answers(self, client: Any) -> bool:
         """Whether the store still answers (always true for a local store: its errors are not outages)."""

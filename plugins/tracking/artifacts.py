@@ -10,6 +10,7 @@ import json
 import logging
 import math
 import tempfile
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -64,13 +65,23 @@ def pip_requirements() -> list[str]:
     return [f"mlflow=={mlflow.__version__}", f"numpy=={np.__version__}"]
 
 
-def log_model(client: Any, trainer: Trainer, run_id: str) -> None:
+def log_model(
+    client: Any, trainer: Trainer, run_id: str, epoch: int | None, stamps: dict[int, int] | None = None
+) -> None:
     """Log the trained model as a pyfunc model `model` of the run: npz + JSON, the numpy-only loader.
 
     The LoggedModel is created here, in the run's experiment: left to `Model.log`, it would land in the
-    fluent API's current experiment (the Default one), where `runs:/<run_id>/model` does not find it.
+    fluent API's current experiment (the Default one), where `runs:/<run_id>/model` does not find it
+    (MLflow finds a run's models by their `source_run_id`).
+
+    `Model.log` is not given the run: with it, MLflow reads the run's whole metric history back from the
+    store (every point, to pick those of step 0), which takes seconds after a long run with per-step
+    metrics. The model is linked to the run here instead, with the metrics of `epoch`, the epoch whose
+    weights it holds (MLflow would have linked those of epoch 0), at the timestamps they were logged with
+    (`stamps`), so that they are the run's own points and not copies of them.
     """
     import mlflow.pyfunc
+    from mlflow.entities import LoggedModelOutput, Metric
     from mlflow.models import Model, ModelSignature
     from mlflow.types import Schema, TensorSpec
 
@@ -91,11 +102,19 @@ def log_model(client: Any, trainer: Trainer, run_id: str) -> None:
     logged = client.create_logged_model(experiment_id, name=MODEL_NAME, source_run_id=run_id, model_type="backprop")
     with tempfile.TemporaryDirectory(prefix="backprop-model-") as tmp:
         data = save_model(model, Path(tmp) / "backprop_model")
-        Model.log(
+
+        class RunModel(Model):  # type: ignore[misc]
+            """Writes the run's id into MLmodel, which `Model.log` does only when given the run."""
+
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                kwargs["run_id"] = kwargs.get("run_id") or run_id
+                super().__init__(*args, **kwargs)
+
+        RunModel.log(
             artifact_path=None,  # deprecated in favour of `name`, but still a required argument
             name=MODEL_NAME,
             flavor=mlflow.pyfunc,
-            run_id=run_id,
+            run_id=None,
             model_id=logged.model_id,
             loader_module=LOADER_MODULE,
             data_path=str(data),
@@ -104,6 +123,19 @@ def log_model(client: Any, trainer: Trainer, run_id: str) -> None:
             input_example=raw,
             pip_requirements=pip_requirements(),
         )
+    step = epoch if epoch is not None else 0
+    client.log_outputs(run_id, models=[LoggedModelOutput(logged.model_id, step=step)])
+    history = trainer.history
+    if epoch is not None and epoch in history.epochs:
+        row = history.epochs.index(epoch)
+        stamp = (stamps or {}).get(epoch, int(time.time() * 1000))
+        metrics = [
+            Metric(key, float(values[row]), stamp, step, model_id=logged.model_id, run_id=run_id)
+            for key, values in history.metrics.items()
+            if math.isfinite(values[row])
+        ]
+        if metrics:
+            client.log_batch(run_id, metrics=metrics)
 
 
 def log_dataset(client: Any, trainer: Trainer, run_id: str) -> None:

@@ -41,3 +41,27 @@ def test_smoke_run_covers_every_workload_and_system(tmp_path: Path) -> None:
     assert result["targets"] and all(isinstance(t["met"], bool) for t in result["targets"])
     assert any(lib["user_api"] == "blas" for lib in result["environment"]["threadpools"])
     assert "| W5 | numpy floor |" in result["table"]
+
+
+@pytest.mark.slow
+def test_the_tracking_benchmark_runs_and_reports_every_mode() -> None:
+    import subprocess
+
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "bench_tracking.py"),
+            "--rounds",
+            "1",
+            "--short",
+            "3",
+            "--long",
+            "6",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = {line.split("  ")[0].strip(): line for line in done.stdout.splitlines()[2:]}
+    assert set(rows) == {"off", "per-epoch", "every step", "every 4"}, done.stdout
