@@ -48,16 +48,7 @@ def test_the_tracking_benchmark_runs_and_reports_every_mode() -> None:
     import subprocess
 
     done = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "bench_tracking.py"),
-            "--rounds",
-            "1",
-            "--short",
-            "3",
-            "--long",
-            "6",
-        ],
+        [sys.executable, str(ROOT / "benchmarks" / "bench_tracking.py"), "--rounds", "1", "--epochs", "5"],
         capture_output=True,
         text=True,
         timeout=600,
