@@ -6,7 +6,24 @@ import os
 import subprocess
 import sys
 import sysconfig
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
+
+
+def fake_site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, modules: tuple[str, ...]) -> Iterator[Path]:
+    """A directory on sys.path for `fake_distribution`s; afterwards the test's modules (names starting with
+    one of `modules`) are forgotten, so the next test imports its own."""
+    root = tmp_path / "site"
+    root.mkdir()
+    monkeypatch.syspath_prepend(str(root))
+    monkeypatch.delenv("BACKPROP_DISABLE_PLUGINS", raising=False)
+    before = set(sys.modules)
+    yield root
+    for name in set(sys.modules) - before:
+        if name.startswith(modules):
+            del sys.modules[name]
 
 
 def fake_distribution(root: Path, dist: str, module: str, body: str, entry_name: str | None = None) -> None:

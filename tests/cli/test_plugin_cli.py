@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from framework.cli import app
 from tests.helpers import EXPERIMENTS
-from tests.plugin_env import fake_distribution
+from tests.plugin_env import fake_distribution, fake_site
 
 COMMAND_PLUGIN = """
 from framework import hookimpl
@@ -33,15 +33,7 @@ def register_commands(app):
 
 @pytest.fixture
 def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    root = tmp_path / "site"
-    root.mkdir()
-    monkeypatch.syspath_prepend(str(root))
-    monkeypatch.delenv("BACKPROP_DISABLE_PLUGINS", raising=False)
-    before = set(sys.modules)
-    yield root
-    for name in set(sys.modules) - before:
-        if name.startswith("cli_"):
-            del sys.modules[name]
+    yield from fake_site(tmp_path, monkeypatch, ("cli_",))
 
 
 def test_a_plugin_command_runs_and_cannot_replace_a_core_command(site: Path) -> None:

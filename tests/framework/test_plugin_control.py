@@ -17,7 +17,7 @@ from framework.errors import PluginError
 from framework.pluginmanager import ESSENTIAL_PLUGINS, create_plugin_manager, disabled_from_env
 from framework.registry import Registry
 from tests.helpers import EXPERIMENTS, xor_config
-from tests.plugin_env import fake_distribution
+from tests.plugin_env import fake_distribution, fake_site
 
 EXPLODES = "raise RuntimeError('boom at import')\n"
 RECORDER = """
@@ -32,15 +32,7 @@ def after_epoch(epoch):
 
 @pytest.fixture
 def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    root = tmp_path / "site"
-    root.mkdir()
-    monkeypatch.syspath_prepend(str(root))
-    monkeypatch.delenv("BACKPROP_DISABLE_PLUGINS", raising=False)
-    before = set(sys.modules)
-    yield root
-    for name in set(sys.modules) - before:
-        if name.startswith(("ctl_", "backprop_local_plugins")):
-            del sys.modules[name]
+    yield from fake_site(tmp_path, monkeypatch, ("ctl_", "backprop_local_plugins"))
 
 
 def test_a_disabled_plugin_is_never_imported(site: Path) -> None:
