@@ -124,6 +124,15 @@ class Loss(Component):
         """
         return self.value(outputs, targets), self.link(outputs)
 
+    def value_link_and_per_sample(self, outputs: Array, targets: Array) -> tuple[float, Array, Array | None]:
+        """`value_and_link` and `per_sample` together; the trainer calls this instead of `value_and_link` when
+        a plugin asked for each sample's loss (`Trainer.keep_sample_losses`).
+
+        Override it when they share work (cross_entropy: one softmax); the results must equal the calls.
+        """
+        value, link = self.value_and_link(outputs, targets)
+        return value, link, self.per_sample(outputs, targets)
+
     def prepare_targets(self, y: Array, n_outputs: int, dtype: np.dtype[Any]) -> Array:
         targets = np.asarray(y, dtype=dtype)
         return targets.reshape(len(targets), -1)

@@ -163,6 +163,12 @@ class Trainer:
         Valid until the next epoch starts (the buffer is reused)."""
         self.epoch_targets: Array | None = None
         """The loss's targets of the current (or last) epoch, in the order of `epoch_outputs`."""
+        self.keep_sample_losses = False
+        """Set by a plugin (before an epoch's end) that wants `epoch_sample_losses`; off, they are not computed."""
+        self.epoch_sample_losses: Array | None = None
+        """Each training sample's loss in the current epoch (`loss.per_sample` of `epoch_outputs` and
+        `epoch_targets`), computed with the epoch's training metrics when `keep_sample_losses` is set and the
+        loss has `per_sample`; None before that (during the epoch, or when it was interrupted)."""
         self.epoch_first_step = 0
         """The global step of the epoch's first batch: the epoch has completed `step - epoch_first_step`
         batches (all of them after the epoch, fewer when it was interrupted)."""
@@ -376,6 +382,7 @@ class Trainer:
         model, loss = self.model, self.loss
         forward, backward, gradient = model.forward, model.backward, loss.gradient
         self.epoch_outputs, self.epoch_targets, self.epoch_first_step = outputs, T, self.step
+        self.epoch_sample_losses = None
         if not (before_batch or after_backward or after_step or after_batch):
             # The plain loop: forward, loss gradient, backward (the chain rule through every layer), update.
             start = 0
@@ -450,10 +457,15 @@ class Trainer:
         names = self._log_names.get(prefix)
         if names is None or len(names) != len(self.metrics) + 1:  # the keys, made once per prefix and run
             names = self._log_names[prefix] = [f"{prefix}_{name}" for name in ["loss", *self.metrics]]
-        if not self.metrics:
+        if prefix == "train" and self.keep_sample_losses:  # the same value, and each sample's loss with it
+            value, predictions, self.epoch_sample_losses = self.loss.value_link_and_per_sample(outputs, targets)
+            if not self.metrics:
+                return {names[0]: float(value)}
+        elif not self.metrics:
             return {names[0]: float(self.loss.value(outputs, targets))}
-        # One call: a loss may compute its value and its link together (cross_entropy shares the softmax).
-        value, predictions = self.loss.value_and_link(outputs, targets)
+        else:
+            # One call: a loss may compute its value and its link together (cross_entropy shares the softmax).
+            value, predictions = self.loss.value_and_link(outputs, targets)
         logs = {names[0]: float(value)}
         if self.model.target_scaler is not None:  # metrics in the targets' own units
             predictions = self.model.target_scaler.inverse_transform(predictions)

@@ -185,7 +185,7 @@ class CrossEntropy(_BufferedLoss):
         need both) cost 50 µs instead of 90 on W2's 1797 x 10 outputs. The trainer uses this method when a
         loss has it.
         """
-        value, exp_shifted, sums = self._value(outputs, targets)
+        value, exp_shifted, sums, _ = self._value(outputs, targets)
         exp_shifted /= sums  # softmax(o), as `softmax` computes it
         return value, exp_shifted
 
@@ -196,19 +196,32 @@ class CrossEntropy(_BufferedLoss):
         log_sum = np.log(row_sum(np.exp(shifted)))[:, 0]
         return np.asarray(log_sum * row_sum(targets)[:, 0] - row_sum(targets * shifted)[:, 0])
 
-    def _value(self, outputs: Array, targets: Array) -> tuple[float, Array, Array]:
-        """The loss, e^s with s = o - max o (a new array), and its row sums (n, 1)."""
+    def value_link_and_per_sample(self, outputs: Array, targets: Array) -> tuple[float, Array, Array]:
+        """The three from one softmax: per-step logging gets each sample's loss for ~15 µs more than
+        `value_and_link` on digits' 1437 x 10 outputs, instead of ~60 µs for a `per_sample` call."""
+        value, exp_shifted, sums, per_sample = self._value(outputs, targets, per_sample=True)
+        exp_shifted /= sums
+        assert per_sample is not None
+        return value, exp_shifted, per_sample
+
+    def _value(
+        self, outputs: Array, targets: Array, per_sample: bool = False
+    ) -> tuple[float, Array, Array, Array | None]:
+        """The loss, e^s with s = o - max o (a new array), its row sums (n, 1), and (if asked) each row's loss,
+        the same numbers as `per_sample`."""
         _check_shapes(self, outputs, targets)
         shifted = outputs - row_max(outputs)  # s = o - max o: e^s cannot overflow
         # -Σ_j t_j log softmax(s)_j = (Σ_j t_j) log Σ_j e^(s_j) - Σ_j t_j s_j, computed without the full
         # log-softmax array: this runs on the whole epoch's outputs, once per epoch. vdot rather than einsum
         # for Σ t·s and e^s in place: 41 µs against 48 on W2's 1797 x 10 outputs.
         picked = np.vdot(targets, shifted)
+        picked_rows = row_sum(targets * shifted)[:, 0] if per_sample else None
         exp_shifted = np.exp(shifted, out=shifted)
         sums = row_sum(exp_shifted)
         log_sum = np.log(sums)[:, 0]
         mass = row_sum(targets)[:, 0]  # 1 for one-hot (or probability) rows
-        return float((log_sum @ mass - picked) / outputs.shape[0]), exp_shifted, sums
+        rows = None if picked_rows is None else log_sum * mass - picked_rows
+        return float((log_sum @ mass - picked) / outputs.shape[0]), exp_shifted, sums, rows
 
     def gradient(self, outputs: Array, targets: Array) -> Array:
         _check_shapes(self, outputs, targets)

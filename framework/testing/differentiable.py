@@ -116,6 +116,19 @@ def check_loss(loss: Loss) -> None:
         both_value, both_link = loss.value_and_link(outputs, targets)
         np.testing.assert_allclose(both_value, value, rtol=1e-12, err_msg=f"{where}: value_and_link's value")
         np.testing.assert_allclose(both_link, link, rtol=1e-12, atol=1e-300, err_msg=f"{where}: value_and_link's link")
+        three_value, three_link, three_per_sample = loss.value_link_and_per_sample(outputs, targets)
+        np.testing.assert_allclose(
+            three_value, value, rtol=1e-12, err_msg=f"{where}: value_link_and_per_sample's value"
+        )
+        np.testing.assert_allclose(
+            three_link, link, rtol=1e-12, atol=1e-300, err_msg=f"{where}: value_link_and_per_sample's link"
+        )
+        if (three_per_sample is None) != (per_sample is None):
+            raise AssertionError(f"{where}: value_link_and_per_sample's per-sample losses differ from per_sample()")
+        if per_sample is not None and three_per_sample is not None:
+            np.testing.assert_allclose(
+                three_per_sample, per_sample, rtol=1e-12, err_msg=f"{where}: value_link_and_per_sample's per-sample"
+            )
         outputs32, targets32 = _problem(loss, task, n_out, n_cls, F32)
         assert_dtype(f"{where}: prepare_targets", targets32, F32)
         assert_dtype(f"{where}: gradient", loss.gradient(outputs32, targets32), F32)

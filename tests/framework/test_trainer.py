@@ -183,6 +183,37 @@ def test_train_loss_is_the_mean_of_the_batch_losses() -> None:
     assert result.history.metrics["train_loss"][0] == pytest.approx(total, rel=1e-5)
 
 
+@pytest.mark.parametrize("metrics", [[], ["accuracy"]])
+def test_kept_sample_losses_are_each_samples_loss_and_leave_the_epoch_loss_alone(metrics: list[str]) -> None:
+    class Keep:
+        def __init__(self, keep: bool) -> None:
+            self.keep, self.seen = keep, []
+
+        @hookimpl
+        def before_fit(self, trainer: Trainer) -> None:
+            trainer.keep_sample_losses = self.keep
+
+        @hookimpl
+        def after_epoch(self, trainer: Trainer) -> None:
+            kept, outputs = trainer.epoch_sample_losses, trainer.epoch_outputs
+            self.seen.append(None if kept is None else (kept.copy(), np.array(outputs), trainer.epoch_targets))
+
+    config = digits_config(training={"epochs": 2, "batch_size": 32, "metrics": metrics})
+    results = {}
+    for keep in (True, False):
+        probe = Keep(keep)
+        results[keep] = fit(Experiment.from_dict(config), callbacks=[probe]).history.metrics["train_loss"]
+        if not keep:
+            assert probe.seen == [None, None]
+            continue
+        for kept, outputs, targets in probe.seen:
+            o = outputs.astype(np.float64)  # -log softmax of each row's labelled class, by hand
+            log_softmax = o - o.max(axis=1, keepdims=True)
+            log_softmax -= np.log(np.exp(log_softmax).sum(axis=1, keepdims=True))
+            np.testing.assert_allclose(kept, -(targets * log_softmax).sum(axis=1), rtol=1e-4, atol=1e-6)
+    assert results[True] == results[False]  # the very same numbers: keeping them changes nothing
+
+
 def test_a_diverging_run_stops_with_the_reason() -> None:
     config = xor_config(optimizer={"name": "sgd", "lr": 1e30}, training={"epochs": 50, "batch_size": 4})
     config["loss"] = {"name": "mse"}
