@@ -43,7 +43,8 @@ from plugins.tracking.context import (
     status_of,
     url_printing_suppressed,
 )
-from plugins.tracking.sender import MetricSender, Point, StepLosses, send_points
+from plugins.tracking.sender import MetricSender, StepLosses, send_points
+from plugins.tracking.writer import Point
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -134,7 +135,7 @@ class MlflowTracking(Callback):
                 log.warning("MLflow: logging the training data of run %s failed: %s", run_id, exc)
         self._sender = MetricSender(client, run_id, offload=not is_http(uri))
         every = self.params.log_every_n_steps
-        self._steps = StepLosses(every) if every is not None else None
+        self._steps = StepLosses(every, trainer) if every is not None else None
         self._epoch_end_ms = int(time.time() * 1000)
         self._fit_started = time.monotonic()
         self._epoch_ms: dict[int, int] = {}  # each epoch's timestamp: the model's metrics reuse them
@@ -194,10 +195,9 @@ class MlflowTracking(Callback):
         points = [(key, float(value), now, epoch) for key, value in logs.items()]
         if "lr" not in logs:  # a schedule plugin may already have put the current rate into the logs
             points.append(("lr", trainer.optimizer.lr, now, epoch))
-        if self._steps is not None:
-            points += self._steps.collect(trainer, self._epoch_end_ms, now)
+        series = self._steps.collect(trainer, self._epoch_end_ms, now) if self._steps is not None else None
         self._epoch_end_ms = self._epoch_ms[epoch] = now
-        self._sender.put(points)
+        self._sender.put(points, series)
         if epoch == trainer.start_epoch:  # the first epoch tells how long the run will be
             remaining = (time.monotonic() - self._fit_started) * (trainer.epochs - epoch - 1)
             if remaining > WRITER_AFTER_S:
@@ -246,7 +246,7 @@ class MlflowTracking(Callback):
         try:
             if self._steps is not None and sender is not None:
                 try:  # the batch losses of an epoch cut short
-                    sender.put(self._steps.collect(trainer, self._epoch_end_ms, int(time.time() * 1000)))
+                    sender.put([], self._steps.collect(trainer, self._epoch_end_ms, int(time.time() * 1000)))
                 except Exception as exc:
                     log.warning("MLflow: batch losses of the last epoch were not computed: %s", exc)
             unsent = sender.close() if sender is not None else []

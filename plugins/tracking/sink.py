@@ -1,26 +1,23 @@
 """A child process that writes metric points to a local MLflow store, so that training does not pay for it.
 
-With a local store (SQLite, or a file store) the store's work happens in the process that logs: MLflow's
-ORM spends ~100 µs of Python per metric point (research/mlflow.md §3). A sender thread doing that in the
-training process holds the interpreter lock for it, and the training thread waits: on digits, whose epochs
-take 2 ms, per-epoch metrics alone slowed training by ~45 % once runs lasted longer than a few seconds
+With a local store the store's work happens in the process that logs: MLflow's ORM spends ~100 µs of
+Python per metric point (research/mlflow.md §3), and even the direct SQLite path (`sqlite_points`) 5-10 µs.
+A sender thread doing that in the training process holds the interpreter lock for it, and the training
+thread waits: on digits, whose epochs take 2 ms, per-epoch metrics alone slowed training by ~45 % once runs
+lasted longer than a few seconds, and metrics every step are 22,000 points a second
 (benchmarks/bench_tracking.py). This process does that work on the machine's other core instead, at the
 lowest CPU priority, so that it takes the time training leaves idle rather than time from training.
 
-It is started by the sender thread only when a run is long enough to need it (its first batch of metrics
-before the end of the run), never for short runs, where everything is sent once at the end. The protocol,
-one line each way per batch:
+There are two programs. For a SQLite store of the layout `sqlite_points` knows, the light one,
+`writer.py DATABASE RUN_ID`: the standard library and sqlite3, ready in ~30 ms. For any other local store,
+`python -c CHILD ROOT URI RUN_ID` (`main` here), which imports MLflow (seconds) and writes with `log_batch`.
+The protocol is the same (`writer.py`): a `{"ready": true}` line once the store is open, then per batch one
+message in (a JSON line, then raw float64 bytes) and one line out, `{"ok": true}` or `{"error": "..."}`;
+after the first error a child writes nothing more, and the parent keeps the points it refuses.
 
-- out, on stdout, first: `{"ready": true}` once it has opened the store (a parent that ends the run before
-  that kills it and sends the points itself: importing MLflow takes the child seconds);
-- in, on stdin: a JSON array of `[key, value, timestamp_ms, step]` points;
-- out, on stdout: `{"ok": true}` once the batch is in the store, or `{"error": "..."}`. After the first
-  error it stops writing and answers every later batch with that error: the parent keeps those points.
-
-At the end of stdin it exits. It has a session of its own, so Ctrl-C in the terminal stops training but
-not the writing of what training already logged; if the parent dies, stdin ends and so does this process.
-
-    python -m plugins.tracking.sink URI RUN_ID
+It is started by the sender thread only when a run is long enough to need it. The child has a session of
+its own, so Ctrl-C in the terminal stops training but not the writing of what training already logged; if
+the parent dies, stdin ends and so does the child.
 """
 
 from __future__ import annotations
@@ -36,7 +33,8 @@ from collections import deque
 from pathlib import Path
 from typing import IO, Any
 
-from plugins.tracking.sender import Point, send_points
+from plugins.tracking import writer
+from plugins.tracking.writer import Item, count, encode
 
 log = logging.getLogger(__name__)
 
@@ -45,30 +43,34 @@ CHILD = "import sys; sys.path.append(sys.argv.pop(1)); from plugins.tracking.sin
 with site-packages), for the case where the parent found `plugins` through a path of its own (a script's
 `sys.path.insert`)."""
 
-NICENESS = 19
-"""The writer yields the CPU to training: on a busy 2-core machine it runs in the time training leaves."""
-
 
 class SinkProcess:
     """The parent's side: writes batches to the child, and matches its answers to them in a reader thread."""
 
-    def __init__(self, uri: str, run_id: str) -> None:
-        root = str(Path(__file__).resolve().parents[2])  # where this `plugins` package is importable from
+    def __init__(self, uri: str, run_id: str, database: str | None = None) -> None:
+        """A writer for run `run_id` of the store at `uri`: the light one into `database` (a SQLite file of
+        the layout `sqlite_points` knows), else the one that imports MLflow."""
+        if database is not None:
+            command = [sys.executable, writer.__file__, database, run_id]
+        else:
+            root = str(Path(__file__).resolve().parents[2])  # where this `plugins` package is importable from
+            command = [sys.executable, "-c", CHILD, root, uri, run_id]
         env = {
             **os.environ,
             "OPENBLAS_NUM_THREADS": "1",  # the writer does no linear algebra: no thread pool competing with training
             "MLFLOW_DISABLE_TELEMETRY": os.environ.get("MLFLOW_DISABLE_TELEMETRY", "true"),
         }
         self._process = subprocess.Popen(
-            [sys.executable, "-c", CHILD, root, uri, run_id],
+            command,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=env,
             start_new_session=True,
         )
-        self._in_flight: deque[list[Point]] = deque()  # written to the child, not answered yet
+        self._pending: list[tuple[list[Item], int]] = []  # batches (and their points) kept until it is ready
+        self._in_flight: deque[tuple[list[Item], int]] = deque()  # written to the child, not answered yet
         self.ready = threading.Event()  # the child has opened the store (importing MLflow takes seconds)
-        self.failed: list[Point] = []
+        self.failed: list[Item] = []
         self.error: str | None = None
         self.answered = 0  # batches the child has answered (written, or refused)
         self._reader = threading.Thread(target=self._read, name=f"backprop-mlflow-sink-{run_id}", daemon=True)
@@ -78,23 +80,40 @@ class SinkProcess:
     def pid(self) -> int:
         return self._process.pid
 
-    def write(self, points: list[Point]) -> bool:
-        """Hand `points` to the child; False if it is gone (the caller then keeps `points` itself)."""
-        self._in_flight.append(points)  # before writing: the answer may come at once
-        try:
-            stdin: IO[bytes] = self._process.stdin  # type: ignore[assignment]
-            stdin.write(json.dumps(points).encode() + b"\n")
-            stdin.flush()
-        except (BrokenPipeError, OSError, ValueError):
-            self._in_flight.pop()  # never (wholly) written, so never answered: not the child's any more
-            return False
+    def write(self, items: list[Item]) -> bool:
+        """Hand `items` to the child; False if it is gone (the caller then keeps `items` itself).
+
+        Until the child is ready, batches wait here, not in the pipe: the child reads nothing while it
+        imports MLflow, and a full pipe (64 KiB, a dozen epochs of batch losses) would block the sender
+        thread, and with it the end of a short run, until the child is ready.
+        """
+        self._pending.append((items, count(items)))
+        if self._hand_over() if self.ready.is_set() else self._process.poll() is None:
+            return True
+        self._pending.pop()  # ours, the last one: the caller keeps it (earlier ones come back from close)
+        return False
+
+    def _hand_over(self) -> bool:
+        """Write the pending batches to the child; False if it is gone (they stay pending)."""
+        stdin: IO[bytes] = self._process.stdin  # type: ignore[assignment]
+        while self._pending:
+            batch = self._pending[0]
+            self._in_flight.append(batch)  # before writing: the answer may come at once
+            try:
+                stdin.write(encode(batch[0]))
+                stdin.flush()
+            except (BrokenPipeError, OSError, ValueError):
+                self._in_flight.pop()  # never (wholly) written, so never answered: not the child's any more
+                return False
+            self._pending.pop(0)
         return True
 
     def backlog(self) -> int:
-        """How many points the child has been given and not written yet."""
-        return sum(map(len, list(self._in_flight)))  # list(): a copy made in one step, under the GIL
+        """How many points the child has been given (or will be) and not written yet."""
+        batches = list(self._in_flight) + self._pending  # list(): a copy made in one step, under the GIL
+        return sum(n for _, n in batches)
 
-    def close(self) -> list[Point]:
+    def close(self) -> list[Item]:
         """Wait until the child has written everything; return the points that are not in the store.
 
         A child that is not ready yet (the run ended within seconds of starting it) is stopped instead: it
@@ -102,6 +121,8 @@ class SinkProcess:
         """
         if not self.ready.is_set():
             self._process.kill()
+        else:
+            self._hand_over()
         try:
             if self._process.stdin is not None:
                 self._process.stdin.close()
@@ -113,9 +134,11 @@ class SinkProcess:
             self._process.stdout.close()
         if self._in_flight and self.ready.is_set():  # never answered: the child died
             self.error = self.error or f"the metric writer process exited with code {code}"
-        if self._in_flight:
-            while self._in_flight:
-                self.failed.extend(self._in_flight.popleft())
+        while self._in_flight:
+            self.failed += self._in_flight.popleft()[0]
+        for batch, _ in self._pending:  # never handed over (the child was not ready, or died)
+            self.failed += batch
+        self._pending = []
         return self.failed
 
     def _read(self) -> None:
@@ -131,7 +154,7 @@ class SinkProcess:
                 continue
             if not self._in_flight:
                 continue
-            batch = self._in_flight.popleft()
+            batch, _ = self._in_flight.popleft()
             self.answered += 1
             if "error" in answer:
                 self.error = self.error or str(answer["error"])
@@ -139,32 +162,28 @@ class SinkProcess:
 
 
 def main(argv: list[str]) -> int:
-    """The child: write each batch from stdin to the store, answer on stdout."""
+    """The child that imports MLflow: write each batch from stdin with `log_batch`, answer on stdout."""
     uri, run_id = argv
     if hasattr(os, "nice"):  # POSIX
         with contextlib.suppress(OSError):
-            os.nice(NICENESS)
+            os.nice(writer.NICENESS)
     logging.basicConfig(level=logging.ERROR)  # MLflow's INFO lines (store migrations) are not for the terminal
     from framework.mlflow_store import open_client
+    from plugins.tracking.sender import point_writer
 
-    client: Any = None
-    error: str | None = None
-    out, sys.stdout = sys.stdout, sys.stderr  # stdout is the protocol's: anything else printed goes to stderr
+    answers, sys.stdout = sys.stdout, sys.stderr  # stdout is the protocol's: anything else printed goes to stderr
+    write: Any
     try:
-        client = open_client(uri)
+        write = point_writer(open_client(uri), run_id)
     except Exception as exc:
-        error = f"{type(exc).__name__}: {exc}"
-    out.write(json.dumps({"ready": True}) + "\n")
-    out.flush()
-    for line in sys.stdin.buffer:
-        points = [tuple(p) for p in json.loads(line)]
-        if error is None:
-            try:
-                send_points(client, run_id, points)  # type: ignore[arg-type]
-            except Exception as exc:
-                error = f"{type(exc).__name__}: {exc}"
-        out.write(json.dumps({"error": error} if error else {"ok": True}) + "\n")
-        out.flush()
+        message = f"{type(exc).__name__}: {exc}"
+
+        def write(points: list[writer.Point]) -> None:
+            raise RuntimeError(message)
+
+    answers.write(json.dumps({"ready": True}) + "\n")
+    answers.flush()
+    writer.serve(write, answers)
     return 0
 
 

@@ -54,5 +54,5 @@ def test_the_tracking_benchmark_runs_and_reports_every_mode() -> None:
         timeout=600,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    rows = {line.split("  ")[0].strip(): line for line in done.stdout.splitlines()[2:]}
+    rows = {line.split("  ")[0].strip(): line for line in done.stdout.splitlines()[3:]}
     assert set(rows) == {"off", "per-epoch", "every step", "every 4"}, done.stdout

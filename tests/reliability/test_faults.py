@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 from framework.serialize import load_arrays
+from framework.trainer import SNAPSHOT_INTERVAL_S
 
 BACKPROP = [sys.executable, "-m", "framework.cli"]
 
@@ -152,7 +153,9 @@ def test_a_signal_writes_a_checkpoint_records_killed_and_the_run_resumes(tmp_pat
     uri = store_of(tmp_path)
     process = start(tmp_path, "exp.toml", "-q")
     run_id = wait_until(lambda: epochs_logged(uri, 2), process, "two epochs")
-    time.sleep(0.05)  # nearly all the time is spent inside epochs: the signal lands in the middle of one
+    # The Ctrl-C checkpoint is a snapshot at most SNAPSHOT_INTERVAL_S old: wait for one taken after epoch 1.
+    # Nearly all the time is spent inside epochs: the signal lands in the middle of one.
+    time.sleep(SNAPSHOT_INTERVAL_S + 0.2)
     process.send_signal(signum)
     code, _, err = finish(process)
     assert code == 130, err

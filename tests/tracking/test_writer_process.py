@@ -131,11 +131,12 @@ def test_ctrl_c_ends_the_run_with_everything_written(store: str, writer: pytest.
     assert steps == [0, 1, 2, 3]
 
 
-def test_points_the_store_refuses_come_back_with_the_error(store: str) -> None:
+@pytest.mark.parametrize("light", [True, False], ids=["sqlite writer", "mlflow writer"])
+def test_points_the_store_refuses_come_back_with_the_error(store: str, light: bool) -> None:
     from plugins.tracking.sink import SinkProcess
 
     mlflow.MlflowClient().search_experiments()  # the store exists
-    sink = SinkProcess(store, "no-such-run")
+    sink = SinkProcess(store, "no-such-run", store.removeprefix("sqlite:///") if light else None)
     batches = [[("loss", 0.5, 1000, 0)], [("loss", 0.25, 2000, 1), ("acc", 0.9, 2000, 1)]]
     for batch in batches:
         assert sink.write(batch)
@@ -144,3 +145,42 @@ def test_points_the_store_refuses_come_back_with_the_error(store: str) -> None:
 
     assert failed == [point for batch in batches for point in batch]  # the first refused, then not tried
     assert sink.error is not None and "no-such-run" in sink.error
+
+
+def test_batches_wait_in_the_parent_until_the_writer_is_ready(store: str) -> None:
+    """The child reads nothing while it imports MLflow: batches written to its pipe then would block the
+    sender once the pipe is full (64 KiB), and a short run's end with it. They wait in the parent, and a
+    run that ends first gets them all back to send itself."""
+    from plugins.tracking.sink import SinkProcess
+
+    mlflow.MlflowClient().search_experiments()  # the store exists
+    sink = SinkProcess(store, "no-such-run")
+    batches = [[(f"key{b}", 0.5, 1000 + i, i) for i in range(1000)] for b in range(20)]  # ~600 KiB pickled
+    for batch in batches:
+        assert sink.write(batch)
+    assert not sink.ready.is_set(), "the writer became ready within milliseconds: the test proves nothing"
+    assert sink.backlog() == 20_000
+    assert sink.close() == [point for batch in batches for point in batch]
+    assert sink.answered == 0
+
+
+def test_a_batch_reaches_the_writer_as_the_points_it_stands_for() -> None:
+    import io
+
+    import numpy as np
+
+    from plugins.tracking.writer import StepSeries, batches, encode, expand
+
+    per_sample = np.array([1.0, 3.0, 2.0, 4.0, np.nan], dtype=np.float32)  # batches of 2: means 2, 3, nan
+    series = StepSeries(per_sample, True, 2, 10, range(10, 13, 2), (1000, 1030), 3)  # steps 10 and 12
+    first = [("val_loss", float("inf"), 999, 0), ("lr", 0.1, 999, 0)]
+    second = [StepSeries(np.array([0.5, 0.25]), False, 4, 13, range(13, 15), (1030, 1050), 2)]
+    stream = io.BytesIO(encode([*first, series]) + encode(second) + encode(first)[:-3])  # the last one cut short
+
+    got = list(batches(stream))
+
+    assert len(got) == 2
+    assert got[0][:2] == first
+    assert got[0][2] == ("batch_loss", 2.0, 1010, 10)  # its timestamp a third of the way through the epoch
+    assert got[0][3][0::2] == ("batch_loss", 1030) and np.isnan(got[0][3][1]) and got[0][3][3] == 12
+    assert got[1] == [("batch_loss", 0.5, 1040, 13), ("batch_loss", 0.25, 1050, 14)] == expand(second)
