@@ -51,7 +51,8 @@ class SinkProcess:
         """A writer for run `run_id` of the store at `uri`: the light one into `database` (a SQLite file of
         the layout `sqlite_points` knows), else the one that imports MLflow."""
         if database is not None:
-            command = [sys.executable, writer.__file__, database, run_id]
+            # -I: the standard library only (no site-packages, no PYTHON* variables, not the script's folder)
+            command = [sys.executable, "-I", writer.__file__, database, run_id]
         else:
             root = str(Path(__file__).resolve().parents[2])  # where this `plugins` package is importable from
             command = [sys.executable, "-c", CHILD, root, uri, run_id]

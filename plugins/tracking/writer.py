@@ -3,7 +3,7 @@
 This module imports the standard library only, because it is also the program of the writer process that a
 long run on a SQLite store starts (`sink.SinkProcess`):
 
-    python plugins/tracking/writer.py DATABASE RUN_ID
+    python -I plugins/tracking/writer.py DATABASE RUN_ID
 
 That process starts in ~30 ms and 12 MB; one that imports MLflow to write through its store takes ~3.5 s
 and 220 MB, and those seconds of importing on the machine's other core slowed training by 15-50 % while they
