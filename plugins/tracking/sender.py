@@ -251,13 +251,5 @@ def batch_losses(loss: Any, outputs: Any, targets: Any, batch_size: int) -> Any:
     per_sample = loss.per_sample(outputs, targets) if len(starts) > 1 else None
     if per_sample is None:
         return np.array([loss.value(outputs[s : s + batch_size], targets[s : s + batch_size]) for s in starts], float)
-    return per_batch_means(per_sample, batch_size)
-
-
-def per_batch_means(per_sample: Any, batch_size: int) -> Any:
-    """The mean of each consecutive `batch_size` values (the last batch may be smaller), a float64 array."""
-    import numpy as np
-
-    starts = np.arange(0, len(per_sample), batch_size)
-    sizes = np.minimum(batch_size, len(per_sample) - starts)
+    sizes = np.minimum(batch_size, len(outputs) - starts)
     return np.add.reduceat(np.asarray(per_sample, dtype=np.float64), starts) / sizes
