@@ -14,11 +14,22 @@ from typing import Any
 
 import numpy as np
 
-from framework.components import Activation, Callback, Dataset, Layer, Loss, Metric, Optimizer, Task
+from framework.components import (
+    Callback,
+    Dataset,
+    Layer,
+    Loss,
+    Metric,
+    Optimizer,
+    Task,
+    component_fields,
+    spec_name,
+    spec_params,
+)
 from framework.config import ComponentSection, DataSection, Experiment, OptimizerSection
 from framework.data import check_bundle, prepare
 from framework.errors import ConfigError, DataError, UserError
-from framework.model import Dense, Model, Standardizer
+from framework.model import Model, Standardizer
 from framework.pluginmanager import PluginHost, create_plugin_manager, disabled_from_env
 from framework.registry import Registry
 from framework.trainer import Split, Trainer
@@ -100,13 +111,23 @@ def _resolve(experiment: Experiment, registry: Registry) -> Experiment:
         validated = registry.params(
             "layer", kind_name, params, where=f"model.layers.{i}", name_at=f"model.layers.{i}.type", also=["type"]
         )
-        if isinstance(validated, Dense.Params) or "activation" in type(validated).model_fields:
-            registry.get("activation", validated.activation, where=f"model.layers.{i}.activation")
-        layers.append({"type": kind_name, **validated.model_dump(mode="json")})
+        resolved = validated.model_dump(mode="json")
+        for key, kind in component_fields(type(validated)).items():
+            resolved[key] = registry.resolve_spec(kind, resolved[key], where=f"model.layers.{i}.{key}")
+        layers.append({"type": kind_name, **resolved})
     data["model"]["layers"] = layers
-    metric_names = data["training"]["metrics"]
-    for i, name in enumerate(metric_names or []):
-        registry.get("metric", name, where=f"training.metrics.{i}")
+    metric_specs = data["training"]["metrics"]
+    if metric_specs is not None:
+        data["training"]["metrics"] = [
+            registry.resolve_spec("metric", spec, where=f"training.metrics.{i}") for i, spec in enumerate(metric_specs)
+        ]
+        names = [spec_name(spec) for spec in data["training"]["metrics"]]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ConfigError(
+                f"training.metrics: {', '.join(map(repr, repeated))} appears more than once; each metric is "
+                "logged under its name (train_<name>, val_<name>), so list it once"
+            )
     callbacks = {}
     for name, values in data["callbacks"].items():
         if name in {TRACKING_CALLBACK, PROGRESS_CALLBACK}:
@@ -139,12 +160,7 @@ def build_model(
     for i, spec in enumerate(experiment.model.layers):
         params = spec.component_params()
         layer = registry.create("layer", spec.type, params, where=f"model.layers.{i}", expect=Layer)
-        activation_name = getattr(layer.params, "activation", None)
-        if isinstance(activation_name, str) and hasattr(layer, "set_activation"):
-            activation = registry.create(
-                "activation", activation_name, {}, where=f"model.layers.{i}.activation", expect=Activation
-            )
-            layer.set_activation(activation)
+        registry.attach_components(layer, where=f"model.layers.{i}")  # its activation, initialisers
         layer.needs_input_grad = i > 0  # the first layer's input is the data: no gradient needed
         width = layer.build(width, dtype, rng)
         layers.append(layer)
@@ -239,18 +255,20 @@ def _prepare(
         where="optimizer",
         expect=Optimizer,
     )
-    metric_names = experiment.training.metrics
-    if metric_names is None:
-        metric_names = DEFAULT_METRICS[bundle.task]
+    metric_specs: list[Any] = list(experiment.training.metrics or DEFAULT_METRICS[bundle.task])
     metrics: dict[str, Metric] = {}
-    for i, name in enumerate(metric_names):
-        metric = registry.create("metric", name, {}, where=f"training.metrics.{i}", expect=Metric)
+    for i, spec in enumerate(metric_specs):
+        name = spec_name(spec)
+        metric = registry.create("metric", name, spec_params(spec), where=f"training.metrics.{i}", expect=Metric)
         if bundle.task not in metric.tasks:
             raise ConfigError(
                 f"training.metrics.{i}: metric {name!r} is for {', '.join(metric.tasks)} tasks, "
                 f"but dataset {experiment.data.name!r} is a {bundle.task} task"
             )
         metrics[name] = metric
+
+    classes = list(bundle.target_names) or [str(i) for i in range(bundle.n_classes or 0)]
+    loss.adapt(np.asarray(y_train), bundle.task, classes if bundle.task != "regression" else [])
 
     def loss_targets(y: Any, split: str) -> Any:
         if target_scaler is not None:

@@ -37,6 +37,7 @@ from framework.serialize import (
     WEIGHTS,
     atomic_directory,
     load_arrays,
+    load_weights,
     read_described,
     save_arrays,
     write_model,
@@ -297,13 +298,7 @@ def restore(trainer: Trainer, path: Path) -> None:
         )
 
     model = trainer.model
-    weights = load_arrays(path / MODEL_DIR / WEIGHTS)
-    for i, layer in enumerate(model.layers):
-        for j, p in enumerate(layer.parameters()):
-            saved = weights.get(f"layer{i}.param{j}")
-            if saved is None or saved.shape != p.shape or saved.dtype != p.dtype:
-                raise UserError(f"{path}: the weights of layer {i} do not match the model of the config")
-            p[...] = saved
+    load_weights(model, load_arrays(path / MODEL_DIR / WEIGHTS), path, exact_dtype=True)
     for i, layer in enumerate(model.layers):
         layer.load_state_dict(_decode(state["layers"][i], arrays))
     trainer.optimizer.load_state_dict(_decode(state["optimizer"]["state"], arrays))

@@ -10,6 +10,7 @@ Components are built with ``Cls(params)`` or, from Python, ``Cls(lr=0.1)``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -66,17 +67,27 @@ class Component:
 
 
 class Activation(Component):
-    """An element-wise function applied after a layer's affine map.
+    """A function applied after a layer's affine map, to a batch z of shape (n, units).
 
     `forward(z, out)` returns a = f(z); when `out` is given (an array shaped like `z`, never `z` itself),
     writing the result into it and returning it avoids an allocation per batch. `backward(z, a, grad)` returns
-    dL/dz = f'(z) * grad given dL/da; it may write into `grad` and return it (the caller owns that buffer).
-    Use whichever of `z` and `a` is cheaper. Both must preserve the dtype.
+    dL/dz given dL/da (`grad`): the vector-Jacobian product (∂a/∂z)ᵀ·grad, which for an element-wise
+    activation is f'(z) * grad. It may write into `grad` and return it (the caller owns that buffer). Use
+    whichever of `z` and `a` is cheaper. Both must preserve the dtype.
+
+    Most activations are element-wise (`elementwise = True`): each a_ij depends on z_ij alone, so they apply
+    to arrays of any shape. One that mixes the elements of a row (softmax) sets `elementwise = False`; its
+    `backward` is then a full Jacobian-vector product per row, and it is only ever given 2-D batches.
     """
 
     kind: ClassVar[str] = "activation"
     is_identity: ClassVar[bool] = False
     """True only for f(z) = z, which layers then skip entirely."""
+    elementwise: ClassVar[bool] = True
+    """False when an output depends on several inputs of its row (softmax): backward is a Jacobian product."""
+    default_init: ClassVar[str] = "glorot_uniform"
+    """The weight initialiser that `init = "auto"` picks for a layer with this activation (he_normal for the
+    relu family, lecun_normal for selu, glorot_uniform otherwise)."""
 
     def forward(self, z: Array, out: Array | None = None) -> Array:
         raise NotImplementedError
@@ -141,6 +152,20 @@ class Loss(Component):
         """A reason why a model with `n_outputs` outputs cannot be trained with this loss, or None."""
         return None
 
+    def adapt(self, y: Array, task: Task, classes: Sequence[str]) -> None:
+        """Learn what the loss needs from the training split's raw targets, once, before `prepare_targets`.
+
+        Args:
+            y: the training split's targets as the dataset gives them (class labels 0..k-1, or values).
+            task: the dataset's task.
+            classes: the class names, label i being `classes[i]` (["0", "1", ...] when the dataset names
+                none); empty for regression.
+
+        For example cross_entropy's `class_weight = "balanced"` counts the classes here. The default does
+        nothing; the result must depend on the arguments alone, so that a resumed run adapts the same way.
+        """
+        return None
+
 
 class Layer(Component):
     """A building block of a sequential model.
@@ -149,11 +174,32 @@ class Layer(Component):
     training)` returns the output; `backward(grad)` receives dL/d(output), stores the parameter gradients and
     returns dL/d(input) (or None when `needs_input_grad` is False, as for the first layer).
     `parameters()` and `gradients()` are parallel lists of arrays; optimisers update the former in place.
+
+    Beside its parameters a layer may have:
+    - `buffers()`: arrays that belong to the trained model but that the optimiser does not train
+      (batch_norm's running statistics). They are saved with the model, restored with the best weights and
+      by the NaN guard, carried by checkpoints, and read by the pyfunc model.
+    - `penalty()`: a regularisation term added to the reported loss (dense's l1 and l2); `backward` adds its
+      gradient to the parameter gradients. `penalized()` says whether there is one (else it costs nothing).
+    - `constrain()`: a projection applied to the parameters after every optimiser step (dense's max_norm),
+      called only when `constrained()` is True.
+    - components named in its params (an `activation`, an `init`): fields declared with
+      `component_field(kind, ...)` are validated by that component's `Params`, built by the core and handed to
+      `attach(field, component)` before `build`, so they take params from the experiment file too.
     """
 
     kind: ClassVar[str] = "layer"
 
     needs_input_grad: bool = True
+
+    def __init__(self, params: AnyParams | None = None, /, **kwargs: Any) -> None:
+        super().__init__(params, **kwargs)
+        self.components: dict[str, Component] = {}
+        """The components named in this layer's params, by field (`"activation"`), set by `attach`."""
+
+    def attach(self, field: str, component: Component) -> None:
+        """Receive the component that the param `field` names (called by the core before `build`)."""
+        self.components[field] = component
 
     def build(self, input_dim: int, dtype: np.dtype[Any], rng: np.random.Generator) -> int:
         raise NotImplementedError
@@ -179,9 +225,32 @@ class Layer(Component):
         """
         return False
 
+    def buffers(self) -> dict[str, Array]:
+        """Named arrays of the trained model that are not parameters (see the class docstring); {} by default.
+
+        Return the live arrays (the core copies values into them in place), always in the same order.
+        """
+        return {}
+
+    def penalized(self) -> bool:
+        """Whether this instance's `penalty()` can be non-zero (False by default: no cost per epoch)."""
+        return False
+
+    def penalty(self) -> float:
+        """The regularisation term this layer adds to the loss, at the current parameters (0 by default)."""
+        return 0.0
+
+    def constrained(self) -> bool:
+        """Whether `constrain()` does anything for this instance (False by default: not called)."""
+        return False
+
+    def constrain(self) -> None:
+        """Project the parameters onto their constraint, in place, after an optimiser step (no-op by default)."""
+        return None
+
     def config(self) -> dict[str, Any]:
         """The layer's entry for a saved architecture: its name and params."""
-        return {"type": self.name, **self.params.model_dump()}
+        return {"type": self.name, **self.params.model_dump(mode="json")}
 
     def state_dict(self) -> dict[str, Any]:
         """State that is not a parameter but must survive a checkpoint (a dropout layer's random generator).
@@ -237,6 +306,56 @@ class Optimizer(Component):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state:
             raise ValueError(f"{type(self).__name__} has no state to load")
+
+
+class Initializer(Component):
+    """Draws the initial values of a parameter array.
+
+    `__call__(shape, fan_in, fan_out, rng)` returns a float64 array of `shape`; the layer casts it to its
+    dtype. `fan_in` and `fan_out` are the number of inputs and outputs of the layer that owns the array (a
+    dense kernel of shape (inputs, units) has fan_in = inputs, fan_out = units). All randomness comes from
+    `rng`, the run's initialisation generator, so the same seed gives the same weights.
+    """
+
+    kind: ClassVar[str] = "initializer"
+
+    def __call__(self, shape: tuple[int, ...], fan_in: int, fan_out: int, rng: np.random.Generator) -> Array:
+        raise NotImplementedError
+
+
+ComponentSpec = str | dict[str, Any]
+"""How a component's params name another component: its name (`"relu"`), or a table of its name and params
+(`{name = "leaky_relu", negative_slope = 0.1}`)."""
+
+
+def component_field(kind: str, default: ComponentSpec, description: str) -> Any:
+    """A `Params` field that names a component of `kind` (an activation, an initializer), with its params.
+
+    The core validates the named component's params (errors name the key path, such as
+    `model.layers.0.activation.negative_slope`), writes its defaults out in the resolved config, builds it,
+    and hands it to the layer's `attach` before `build`.
+    """
+    return Field(default, description=description, json_schema_extra={"x-component": kind})
+
+
+def component_fields(params: type[BaseModel]) -> dict[str, str]:
+    """The fields of a `Params` model that name components, with their kinds: ``{"activation": "activation"}``."""
+    found = {}
+    for name, info in params.model_fields.items():
+        extra = info.json_schema_extra
+        if isinstance(extra, dict) and isinstance(extra.get("x-component"), str):
+            found[name] = str(extra["x-component"])
+    return found
+
+
+def spec_name(spec: ComponentSpec) -> str:
+    """The component name of a spec (`"relu"` or `{name = "relu", ...}`)."""
+    return spec if isinstance(spec, str) else str(spec.get("name", ""))
+
+
+def spec_params(spec: ComponentSpec) -> dict[str, Any]:
+    """The params of a spec (empty for a bare name)."""
+    return {} if isinstance(spec, str) else {k: v for k, v in spec.items() if k != "name"}
 
 
 @dataclass
@@ -320,6 +439,7 @@ KINDS: dict[str, type[Component]] = {
     "activation": Activation,
     "callback": Callback,
     "dataset": Dataset,
+    "initializer": Initializer,
     "layer": Layer,
     "loss": Loss,
     "metric": Metric,

@@ -88,8 +88,10 @@ class TrainingSection(Section):
     epochs: int = Field(10, ge=1, description="Number of passes over the training data.")
     batch_size: int = Field(32, ge=1, description="Samples per gradient step (the last batch may be smaller).")
     shuffle: bool = Field(True, description="Reshuffle the training data every epoch.")
-    metrics: list[str] | None = Field(
-        None, description="Metric names; by default accuracy for classification, mae and r2 for regression."
+    metrics: list[str | dict[str, Any]] | None = Field(
+        None,
+        description='Metrics: names, or tables of a name and params ({name = "top_k_accuracy", k = 3}); by '
+        "default accuracy for classification, mae and r2 for regression.",
     )
     checkpoint_every: int = Field(
         0, ge=0, description="Write a checkpoint every N epochs, and at the end (0: never, except on Ctrl-C)."
@@ -258,6 +260,10 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> None:
         parts = key.split(".")
         node: Any = data
         for i, part in enumerate(parts[:-1]):
+            if i > 0 and isinstance(node, dict) and isinstance(node.get(part), str):
+                # Below the top level, a component given by name (`activation = "leaky_relu"`) becomes a table
+                # to set its params (`--set model.layers.0.activation.negative_slope=0.1`).
+                node[part] = {"name": node[part]}
             if isinstance(node, list):
                 if not part.isdigit() or int(part) >= len(node):
                     raise ConfigError(f"--set {key}: {'.'.join(parts[: i + 1])} is not an index of the list")

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
         Activation,
         Callback,
         Dataset,
+        Initializer,
         Layer,
         Loss,
         Metric,
@@ -61,6 +62,11 @@ def register_optimizers() -> list[type[Optimizer]]:  # type: ignore[empty-body]
 @hookspec
 def register_layers() -> list[type[Layer]]:  # type: ignore[empty-body]
     """Return the `Layer` classes this plugin provides (`[[model.layers]] type = ...`)."""
+
+
+@hookspec
+def register_initializers() -> list[type[Initializer]]:  # type: ignore[empty-body]
+    """Return the `Initializer` classes this plugin provides (a layer's `init = ...`, `bias_init = ...`)."""
 
 
 @hookspec
@@ -208,6 +214,7 @@ REGISTRATION_HOOKS = {
     "loss": "register_losses",
     "optimizer": "register_optimizers",
     "layer": "register_layers",
+    "initializer": "register_initializers",
     "dataset": "register_datasets",
     "metric": "register_metrics",
     "callback": "register_callbacks",

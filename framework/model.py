@@ -18,28 +18,63 @@ nothing (see docs/how-it-works.md).
 
 from __future__ import annotations
 
-import math
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, field_validator
 
-from framework.components import Activation, AnyParams, Array, Layer, Params
+from framework.components import (
+    Activation,
+    AnyParams,
+    Array,
+    Component,
+    ComponentSpec,
+    Initializer,
+    Layer,
+    Params,
+    component_field,
+)
+from framework.functional import constant
+
+LEGACY_INITS = {"glorot": "glorot_uniform", "he": "he_normal"}
+"""The initialiser names of the first release, still accepted: `init = "he"` is he_normal."""
 
 
 class DenseParams(Params):
     units: int = Field(ge=1, description="Number of output units.")
-    activation: str = Field("identity", description="Name of a registered activation.")
-    use_bias: bool = Field(True, description="Add a learned bias to each unit.")
-    init: Literal["auto", "glorot", "he", "normal"] = Field(
-        "auto",
-        description="Weight initialiser: glorot (uniform), he (normal), normal (std 0.01); "
-        "auto picks he for relu-like activations and glorot otherwise. Biases start at zero.",
+    activation: ComponentSpec = component_field(
+        "activation",
+        "identity",
+        'The activation: a name, or a table of its name and params ({name = "leaky_relu", negative_slope = 0.1}).',
     )
+    use_bias: bool = Field(True, description="Add a learned bias to each unit.")
+    init: ComponentSpec = component_field(
+        "initializer",
+        "auto",
+        "Weight initialiser: a name (he_normal, glorot_uniform, ...) or a table with its params; auto picks the "
+        "activation's default: he_normal for the relu family, lecun_normal for selu, glorot_uniform otherwise.",
+    )
+    bias_init: ComponentSpec = component_field("initializer", "zeros", "Bias initialiser (default zeros).")
+    l1: float = Field(0.0, ge=0, description="L1 penalty λ₁·Σ|W| on the weights, added to the loss (0: off).")
+    l2: float = Field(0.0, ge=0, description="L2 penalty λ₂·ΣW² on the weights, added to the loss (0: off).")
+    max_norm: float | None = Field(
+        None,
+        gt=0,
+        description="Constraint: after each step, rescale each unit's incoming weights to this norm at most.",
+    )
+
+    @field_validator("init", mode="before")
+    @classmethod
+    def _legacy_names(cls, value: Any) -> Any:
+        return LEGACY_INITS.get(value, value) if isinstance(value, str) else value
 
 
 class Dense(Layer):
     """A fully connected layer followed by an activation: a = f(x @ W + b).
+
+    Optional regularisation of the weights W (not the biases): the penalty λ₁·Σ|W| + λ₂·ΣW² is added to the
+    loss, so backward adds λ₁·sign(W) + 2λ₂·W to dL/dW; `max_norm` rescales, after every optimiser step, each
+    column W[:, j] (the weights into unit j) whose norm exceeds it down to that norm.
 
     `forward(x, training=True)` keeps references to x, z and a for `backward`; its output buffers are
     reused for the next batch of the same size, so an inference pass of that size between a training
@@ -66,29 +101,38 @@ class Dense(Layer):
         self._a: Array | None = None
         self._n = 0
         self._train_bufs: tuple[Array, Array, Array, Array] | None = None  # the training forward's buffers
+        self._regularised = self.params.l1 > 0 or self.params.l2 > 0
+        self._penalty_scratch: Array | None = None
+
+    def attach(self, field: str, component: Component) -> None:
+        super().attach(field, component)
+        if field == "activation":
+            assert isinstance(component, Activation)
+            self.activation = component
+            self._identity = component.is_identity
 
     def set_activation(self, activation: Activation) -> None:
-        self.activation = activation
-        self._identity = activation.is_identity
+        """Use `activation` (the core attaches the one the params name; this is for models built by hand)."""
+        self.attach("activation", activation)
 
     def build(self, input_dim: int, dtype: np.dtype[Any], rng: np.random.Generator) -> int:
         units = self.params.units
-        init = self.params.init
-        if init == "auto":
-            init = "he" if self.params.activation in {"relu", "leaky_relu"} else "glorot"
-        if init == "glorot":
-            limit = math.sqrt(6.0 / (input_dim + units))
-            W = rng.uniform(-limit, limit, size=(input_dim, units))
-        elif init == "he":
-            W = rng.normal(0.0, math.sqrt(2.0 / input_dim), size=(input_dim, units))
+        init, bias_init = self.components.get("init"), self.components.get("bias_init")
+        if not isinstance(init, Initializer) or not isinstance(bias_init, Initializer):
+            raise RuntimeError(
+                "dense: build() before its initialisers were attached; help: build layers with "
+                "framework.build.attach_components(layer, registry) (as the core does)"
+            )
+        self.W = np.ascontiguousarray(init((input_dim, units), input_dim, units, rng), dtype=dtype)
+        if self.params.use_bias:
+            self.b = np.ascontiguousarray(bias_init((units,), input_dim, units, rng), dtype=dtype)
         else:
-            W = rng.normal(0.0, 0.01, size=(input_dim, units))
-        self.W = np.ascontiguousarray(W, dtype=dtype)
-        self.b = np.zeros(units, dtype=dtype)
+            self.b = np.zeros(units, dtype=dtype)
         self.dW = np.zeros_like(self.W)
         self.db = np.zeros_like(self.b)
         self._buffers.clear()
         self._last = None
+        self._penalty_scratch = None
         return units
 
     def _buffers_for(self, n: int, training: bool = True) -> tuple[Array, Array, Array, Array]:
@@ -141,12 +185,49 @@ class Dense(Layer):
         # dL/dz = f'(z) * dL/da (the activation may reuse `grad`'s memory).
         dz = grad if self._identity else self.activation.backward(z, a, grad)  # type: ignore[union-attr]
         np.matmul(x.T, dz, out=self.dW)  # dL/dW = x.T @ dL/dz
+        if self._regularised:
+            self._add_penalty_gradient()
         if self._use_bias:
             np.matmul(ones, dz, out=self.db)  # dL/db = column sums of dL/dz
         if not self.needs_input_grad:
             return None
         np.matmul(dz, self.W.T, out=dx)  # dL/dx = dL/dz @ W.T
         return dx
+
+    def _add_penalty_gradient(self) -> None:
+        # d/dW of λ₁·Σ|W| + λ₂·ΣW² = λ₁·sign(W) + 2λ₂·W, added to dL/dW (sign(0) = 0).
+        scratch = self._penalty_scratch
+        if scratch is None or scratch.shape != self.W.shape:
+            scratch = self._penalty_scratch = np.empty_like(self.W)
+        l1, l2 = self.params.l1, self.params.l2
+        if l1 > 0:
+            np.sign(self.W, out=scratch)
+            scratch *= constant(l1, scratch.dtype)
+            self.dW += scratch
+        if l2 > 0:
+            np.multiply(self.W, constant(2 * l2, scratch.dtype), out=scratch)
+            self.dW += scratch
+
+    def penalized(self) -> bool:
+        return self._regularised
+
+    def penalty(self) -> float:
+        """λ₁·Σ|W| + λ₂·ΣW², in float64."""
+        W = self.W.astype(np.float64, copy=False)
+        return float(self.params.l1 * np.abs(W).sum() + self.params.l2 * np.vdot(W, W))
+
+    def constrained(self) -> bool:
+        return self.params.max_norm is not None
+
+    def constrain(self) -> None:
+        """W[:, j] ← W[:, j] · min(1, max_norm / ‖W[:, j]‖) for every unit j."""
+        limit = self.params.max_norm
+        if limit is None:
+            return
+        norms = np.sqrt(np.einsum("ij,ij->j", self.W, self.W))
+        too_long = norms > limit
+        if too_long.any():
+            self.W[:, too_long] *= (limit / norms[too_long]).astype(self.W.dtype)
 
     def parameters(self) -> list[Array]:
         return [self.W, self.b] if self.params.use_bias else [self.W]
@@ -220,9 +301,14 @@ class Model:
         self.task: str | None = None
         self._params: list[Array] = []
         self._grads: list[Array] = []
+        self._buffers: list[Array] = []
         self.flat_parameters: Array | None = None
         self.flat_gradients: Array | None = None
         self._reversed = list(reversed(layers))
+        self.penalized_layers = [layer for layer in layers if layer.penalized()]
+        """The layers whose `penalty()` adds to the loss (dense with l1/l2): empty for most models."""
+        self.constrained_layers = [layer for layer in layers if layer.constrained()]
+        """The layers whose `constrain()` runs after every optimiser step (dense with max_norm)."""
         self._make_flat()
         self.refresh()
 
@@ -258,6 +344,7 @@ class Model:
         """Recollect the parameter and gradient lists (after layers replaced their arrays)."""
         self._params = [p for layer in self.layers for p in layer.parameters()]
         self._grads = [g for layer in self.layers for g in layer.gradients()]
+        self._buffers = [b for layer in self.layers for b in layer.buffers().values()]
 
     @property
     def output_dim(self) -> int:
@@ -280,9 +367,30 @@ class Model:
     def gradients(self) -> list[Array]:
         return self._grads
 
+    def buffers(self) -> list[Array]:
+        """Every layer's buffers (arrays of the trained model that are not trained: running statistics)."""
+        return self._buffers
+
+    def weights(self) -> list[Array]:
+        """The live arrays that make the trained model: the parameters, then the buffers (see `get_weights`)."""
+        return [*self._params, *self._buffers]
+
     def get_weights(self) -> list[Array]:
-        """Copies of every parameter array (for early stopping and checkpoints)."""
-        return [p.copy() for p in self._params]
+        """Copies of every parameter array, then of every buffer (for early stopping and checkpoints).
+
+        As in Keras, the weights of a model are its trainable parameters and its other state arrays
+        (batch_norm's running statistics), so restoring the best epoch's weights restores both.
+        """
+        return [w.copy() for w in self.weights()]
+
+    def penalty(self) -> float:
+        """The regularisation term of every layer at the current weights (0.0 without regularisers)."""
+        return float(sum(layer.penalty() for layer in self.penalized_layers))
+
+    def constrain(self) -> None:
+        """Apply every layer's weight constraint (after an optimiser step)."""
+        for layer in self.constrained_layers:
+            layer.constrain()
 
     def parameter_views(self, flat: Array) -> list[Array]:
         """Views of `flat`, laid out as `flat_parameters`, shaped as the parameter arrays and in their order.
@@ -299,10 +407,12 @@ class Model:
         return views
 
     def set_weights(self, weights: list[Array]) -> None:
-        """Copy `weights` into the parameter arrays in place (optimiser state keeps pointing at them)."""
-        if len(weights) != len(self._params):
-            raise ValueError(f"expected {len(self._params)} arrays, got {len(weights)}")
-        for p, w in zip(self._params, weights, strict=True):
+        """Copy `weights` (as `get_weights` gives them) into the model's arrays in place (optimiser state keeps
+        pointing at them)."""
+        arrays = self.weights()
+        if len(weights) != len(arrays):
+            raise ValueError(f"expected {len(arrays)} arrays, got {len(weights)}")
+        for p, w in zip(arrays, weights, strict=True):
             if p.shape != w.shape:
                 raise ValueError(f"shape mismatch: {p.shape} != {w.shape}")
             p[...] = w

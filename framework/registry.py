@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from framework.components import KINDS, Component
+from framework.components import KINDS, Component, ComponentSpec, component_fields, spec_name, spec_params
 from framework.errors import ComponentClashError, ConfigError, PluginError, UnknownComponentError
 from framework.hookspecs import REGISTRATION_HOOKS
 from framework.pluginmanager import PluginHost
@@ -23,6 +23,9 @@ from framework.validation import format_validation_error
 C = TypeVar("C", bound=Component)
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_\-]*$")
+AUTO = "auto"
+"""An initializer field's value that lets the layer's activation choose (its `default_init`)."""
+DEFAULT_INIT = "glorot_uniform"
 
 
 @dataclass(frozen=True)
@@ -154,6 +157,47 @@ class Registry:
             return cls.Params(**values)
         except ValidationError as exc:
             raise ConfigError(format_validation_error(exc, prefix=where, model=cls.Params, also=also)) from None
+
+    def resolve_spec(self, kind: str, spec: object, where: str) -> ComponentSpec:
+        """A component spec (a name, or a table of name and params) checked, with its defaults written out.
+
+        The result is the bare name for a component without params, else a table with every param; errors
+        name the key path (`model.layers.0.activation.negative_slope`). For an initializer, "auto" stays as
+        it is (the layer's activation decides when the model is built).
+        """
+        if isinstance(spec, str):
+            name, values = spec, {}
+        elif isinstance(spec, Mapping) and isinstance(spec.get("name"), str):
+            name, values = str(spec["name"]), {k: v for k, v in spec.items() if k != "name"}
+        else:
+            raise ConfigError(
+                f"{where}: expected a {kind} name or a table with its name and params "
+                f'(for example {{name = "..."}}), got {spec!r}'
+            )
+        if kind == "initializer" and name == AUTO:
+            if values:
+                raise ConfigError(f"{where}: 'auto' takes no params; name an initializer to give params")
+            return AUTO
+        validated = self.params(kind, name, values, where, name_at=where if isinstance(spec, str) else None)
+        dumped = validated.model_dump(mode="json")
+        return {"name": name, **dumped} if dumped else name
+
+    def attach_components(self, layer: Any, where: str) -> None:
+        """Build the components that `layer`'s params name and hand them to `layer.attach`, before `build`.
+
+        An initializer field set to "auto" gets the attached activation's `default_init` (glorot_uniform
+        when the layer has no activation).
+        """
+        fields = component_fields(type(layer.params))
+        for field in sorted(fields, key=lambda f: fields[f] == "initializer"):  # the activation first
+            kind, spec = fields[field], getattr(layer.params, field)
+            if kind == "initializer" and spec == AUTO:
+                activation = layer.components.get("activation")
+                spec = getattr(activation, "default_init", DEFAULT_INIT)
+            component = self.create(
+                kind, spec_name(spec), spec_params(spec), where=f"{where}.{field}", expect=KINDS[kind]
+            )
+            layer.attach(field, component)
 
     def create(self, kind: str, name: str, values: Mapping[str, Any], where: str, expect: type[C]) -> C:
         """Build a component from a config section, with its params validated."""

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from framework.components import Activation, Array, Layer, Loss
+from framework.components import Array, Layer, Loss
 from framework.errors import UserError
 from framework.model import Model, Standardizer
 
@@ -120,16 +120,13 @@ def write_model(directory: Path, model: Model, weights: list[Array] | None = Non
     """Write `model.json` and `weights.npz` into an existing directory (no atomicity: the caller's job).
 
     Args:
-        weights: the parameters to save, in `Model.parameters()` order; by default the model's current ones
-            (a checkpoint passes the copies taken at the end of its epoch).
+        weights: the arrays to save, in `Model.weights()` order (parameters, then buffers); by default the
+            model's current ones (a checkpoint passes the copies taken at the end of its epoch).
     """
-    params = list(weights) if weights is not None else model.parameters()
+    values = list(weights) if weights is not None else model.weights()
     arrays: dict[str, Array] = {}
-    position = 0
-    for i, layer in enumerate(model.layers):
-        for j in range(len(layer.parameters())):
-            arrays[f"layer{i}.param{j}"] = params[position]
-            position += 1
+    for (key, _), value in zip(weight_names(model), values, strict=True):
+        arrays[key] = value
     if model.preprocess is not None:
         arrays["preprocess.mean"] = model.preprocess.mean
         arrays["preprocess.scale"] = model.preprocess.scale
@@ -138,6 +135,29 @@ def write_model(directory: Path, model: Model, weights: list[Array] | None = Non
         arrays["target.scale"] = model.target_scaler.scale
     (directory / MODEL_JSON).write_text(json.dumps(model_description(model), indent=2) + "\n")
     save_arrays(directory / WEIGHTS, arrays)
+
+
+def weight_names(model: Model) -> list[tuple[str, Array]]:
+    """The key in `weights.npz` of each of `model.weights()`, with the live array.
+
+    Parameters are `layer<i>.param<j>` (in `Layer.parameters()` order), buffers `layer<i>.<name>`
+    (batch_norm's `layer1.running_mean`).
+    """
+    params = [
+        (f"layer{i}.param{j}", p) for i, layer in enumerate(model.layers) for j, p in enumerate(layer.parameters())
+    ]
+    buffers = [(f"layer{i}.{name}", b) for i, layer in enumerate(model.layers) for name, b in layer.buffers().items()]
+    return [*params, *buffers]
+
+
+def load_weights(model: Model, arrays: Mapping[str, Array], where: Path, exact_dtype: bool = False) -> None:
+    """Copy the saved arrays into `model`'s weights, or a UserError naming the layer that does not match."""
+    for key, live in weight_names(model):
+        saved = arrays.get(key)
+        if saved is None or saved.shape != live.shape or (exact_dtype and saved.dtype != live.dtype):
+            layer = key.split(".", 1)[0].removeprefix("layer")
+            raise UserError(f"{where}: the weights of layer {layer} ({key}) do not match the model's description")
+        live[...] = saved
 
 
 def load_model(path: Path, registry: Any = None) -> Model:
@@ -163,21 +183,15 @@ def load_model(path: Path, registry: Any = None) -> Model:
         spec = dict(spec)
         kind_name = spec.pop("type")
         layer = registry.create("layer", kind_name, spec, where=f"layers.{i}", expect=Layer)
-        activation_name = getattr(layer.params, "activation", None)
-        if isinstance(activation_name, str) and hasattr(layer, "set_activation"):
-            layer.set_activation(registry.create("activation", activation_name, {}, where="", expect=Activation))
+        registry.attach_components(layer, where=f"layers.{i}")
         layer.needs_input_grad = i > 0
         width = layer.build(width, dtype, rng)
-        for j, p in enumerate(layer.parameters()):
-            saved = arrays.get(f"layer{i}.param{j}")
-            if saved is None or saved.shape != p.shape:
-                raise UserError(f"{path}: weights of layer {i} do not match its description")
-            p[...] = saved
         layers.append(layer)
     preprocess = None
     if "preprocess.mean" in arrays:
         preprocess = Standardizer(arrays["preprocess.mean"].astype(dtype), arrays["preprocess.scale"].astype(dtype))
     model = Model(layers, int(description["input_dim"]), dtype, preprocess=preprocess)
+    load_weights(model, arrays, path)
     if "target.mean" in arrays:
         model.target_scaler = Standardizer(arrays["target.mean"].astype(dtype), arrays["target.scale"].astype(dtype))
     loss_spec = description.get("loss")

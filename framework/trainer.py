@@ -276,13 +276,22 @@ class Trainer:
         weight_decay = section.weight_decay
         if weight_decay is None:
             weight_decay = type(self.optimizer).default_weight_decay
-        return make_step(
+        step = make_step(
             self.optimizer,
             params,
             weight_decay=weight_decay,
             clip_norm=section.clip_norm,
             clip_value=section.clip_value,
         )
+        if not self.model.constrained_layers:
+            return step
+        constrain = self.model.constrain
+
+        def step_then_constrain(params: list[Array], grads: list[Array]) -> None:
+            step(params, grads)
+            constrain()  # weight constraints (max_norm) project the updated parameters
+
+        return step_then_constrain
 
     def _step_arrays(self) -> tuple[list[Array], list[Array]]:
         model = self.model
@@ -310,16 +319,22 @@ class Trainer:
 
         With the parameters in one flat buffer this is one copy into a buffer kept for the run (0.2 µs against
         0.85 µs for `get_weights`' four copies at W1, where an epoch is about 30 µs); `_good_weights` are then
-        views of that buffer, overwritten every epoch, so a snapshot takes its own copy (`_capture`).
+        views of that buffer (and copies of the buffers, such as running statistics), overwritten every
+        epoch, so a snapshot takes its own copy (`_capture`).
         """
-        flat = self.model.flat_parameters
+        model = self.model
+        flat = model.flat_parameters
         if flat is None:
-            self._good_weights = self.model.get_weights()
+            self._good_weights = model.get_weights()
             return
+        buffers = model.buffers()
         if self._good_flat is None or self._good_flat.shape != flat.shape or self._good_flat.dtype != flat.dtype:
             self._good_flat = np.empty_like(flat)
-            self._good_weights = self.model.parameter_views(self._good_flat)
+            self._good_weights = [*model.parameter_views(self._good_flat), *(np.empty_like(b) for b in buffers)]
         np.copyto(self._good_flat, flat)
+        if buffers:
+            for kept, live in zip(self._good_weights[len(self._good_weights) - len(buffers) :], buffers, strict=True):
+                np.copyto(kept, live)
 
     def _capture(self, epoch: int) -> Snapshot:
         from framework.checkpoint import capture
@@ -460,18 +475,22 @@ class Trainer:
         if prefix == "train" and self.keep_sample_losses:  # the same value, and each sample's loss with it
             value, predictions, self.epoch_sample_losses = self.loss.value_link_and_per_sample(outputs, targets)
             if not self.metrics:
-                return {names[0]: float(value)}
+                return {names[0]: float(value) + self._penalty()}
         elif not self.metrics:
-            return {names[0]: float(self.loss.value(outputs, targets))}
+            return {names[0]: float(self.loss.value(outputs, targets)) + self._penalty()}
         else:
             # One call: a loss may compute its value and its link together (cross_entropy shares the softmax).
             value, predictions = self.loss.value_and_link(outputs, targets)
-        logs = {names[0]: float(value)}
+        logs = {names[0]: float(value) + self._penalty()}
         if self.model.target_scaler is not None:  # metrics in the targets' own units
             predictions = self.model.target_scaler.inverse_transform(predictions)
         for key, metric in zip(names[1:], self.metrics.values(), strict=True):
             logs[key] = float(metric(y, predictions))
         return logs
+
+    def _penalty(self) -> float:
+        """The layers' regularisation term (l1/l2), part of the reported loss as in Keras; 0.0 without."""
+        return self.model.penalty() if self.model.penalized_layers else 0.0
 
     def evaluate(self, split: Split) -> dict[str, float]:
         """Loss and metrics of the current model on a prepared split (names without prefix)."""

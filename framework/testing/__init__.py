@@ -28,7 +28,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from framework.components import Activation, Callback, Component, Dataset, Layer, Loss, Metric, Optimizer
-from framework.testing.differentiable import check_activation, check_layer, check_loss
+from framework.testing.activation_check import check_activation
+from framework.testing.layer_check import check_layer
+from framework.testing.loss_check import check_loss
 from framework.testing.numeric import away_from_zero, numerical_gradient
 from framework.testing.params import check_params, instantiate
 from framework.testing.stateful import (

@@ -102,6 +102,7 @@ def log_model(
     logged = client.create_logged_model(experiment_id, name=MODEL_NAME, source_run_id=run_id, model_type="backprop")
     with tempfile.TemporaryDirectory(prefix="backprop-model-") as tmp:
         data = save_model(model, Path(tmp) / "backprop_model")
+        functional = shipped_functional(Path(tmp))
 
         class RunModel(Model):  # type: ignore[misc]
             """Writes the run's id into MLmodel, which `Model.log` does only when given the run."""
@@ -118,7 +119,7 @@ def log_model(
             model_id=logged.model_id,
             loader_module=LOADER_MODULE,
             data_path=str(data),
-            code_paths=[backprop_pyfunc.__file__],
+            code_paths=[backprop_pyfunc.__file__, str(functional)],
             signature=signature,
             input_example=raw,
             pip_requirements=pip_requirements(),
@@ -136,6 +137,21 @@ def log_model(
         ]
         if metrics:
             client.log_batch(run_id, metrics=metrics)
+
+
+FUNCTIONAL_PACKAGE = "backprop_functional"
+"""The name under which a logged model ships `framework.functional` (the loader imports it without backprop)."""
+
+
+def shipped_functional(directory: Path) -> Path:
+    """A copy of the `framework.functional` package named `FUNCTIONAL_PACKAGE`, in `directory`."""
+    import shutil
+
+    from framework import functional
+
+    target = directory / FUNCTIONAL_PACKAGE
+    shutil.copytree(Path(functional.__file__).parent, target, ignore=shutil.ignore_patterns("__pycache__"))
+    return target
 
 
 def log_dataset(client: Any, trainer: Trainer, run_id: str) -> None:

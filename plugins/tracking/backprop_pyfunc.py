@@ -31,43 +31,10 @@ CHUNK = 4096  # Model.outputs' chunk size: the same matrix shapes give the same 
 Array = Any
 
 
-def _sigmoid(z: Array) -> Array:
-    # plugins.activations.sigmoid, step for step.
-    out = np.empty_like(z)
-    mask = z >= 0
-    np.abs(z, out=out)
-    np.negative(out, out=out)
-    np.exp(out, out=out)
-    np.divide(out, out + 1, out=out)
-    np.subtract(1, out, out=out, where=mask)
-    return out
-
-
-def _leaky_relu(z: Array, slope: float = 0.01) -> Array:
-    out = z.copy()
-    np.multiply(out, slope, out=out, where=z <= 0)
-    return out
-
-
-def _softmax(outputs: Array) -> Array:
-    out = np.subtract(outputs, outputs.max(axis=1, keepdims=True))
-    np.exp(out, out=out)
-    out /= out.sum(axis=1, keepdims=True)
-    return out  # plugins.losses.softmax up to rounding (it sums rows as a matrix-vector product)
-
-
-ACTIVATIONS: dict[str, Callable[[Array], Array] | None] = {
-    "identity": None,
-    "sigmoid": _sigmoid,
-    "tanh": np.tanh,
-    "relu": lambda z: np.maximum(z, 0),
-    "leaky_relu": _leaky_relu,
-}
-LINKS: dict[str, Callable[[Array], Array] | None] = {
-    "mse": None,
-    "binary_cross_entropy": _sigmoid,
-    "cross_entropy": _softmax,
-}
+try:  # the formulas backprop's own components call (numpy alone), from backprop where it is installed ...
+    from framework import functional as F
+except ImportError:  # ... else the copy shipped inside the MLflow model, next to this file
+    import backprop_functional as F  # type: ignore[import-not-found,no-redef]
 
 
 class BackpropModel:
@@ -90,9 +57,10 @@ class BackpropModel:
         for i, spec in enumerate(description["layers"]):
             W = arrays[f"layer{i}.param0"]
             b = arrays[f"layer{i}.param1"] if spec.get("use_bias", True) else None
-            self.layers.append((W, b, ACTIVATIONS[spec.get("activation", "identity")]))
+            name, params = _spec(spec.get("activation", "identity"))
+            self.layers.append((W, b, None if name == "identity" else F.activation_function(name, params)))
         loss = description.get("loss") or {}
-        self.link = LINKS[loss["name"]] if loss else None
+        self.link = F.LOSS_LINKS[loss["name"]] if loss else None
 
     @staticmethod
     def unsupported(description: dict[str, Any]) -> list[str]:
@@ -101,10 +69,10 @@ class BackpropModel:
         for i, spec in enumerate(description.get("layers", [])):
             if spec.get("type") != "dense":
                 problems.append(f"layer {i} of type {spec.get('type')!r}")
-            elif spec.get("activation", "identity") not in ACTIVATIONS:
-                problems.append(f"activation {spec.get('activation')!r} of layer {i}")
+            elif _spec(spec.get("activation", "identity"))[0] not in F.ACTIVATIONS:
+                problems.append(f"activation {_spec(spec.get('activation'))[0]!r} of layer {i}")
         loss = (description.get("loss") or {}).get("name")
-        if loss is not None and loss not in LINKS:
+        if loss is not None and loss not in F.LOSS_LINKS:
             problems.append(f"loss {loss!r}")
         return problems
 
@@ -130,6 +98,13 @@ class BackpropModel:
                 z += b
             x = activation(z) if activation is not None else z
         return x
+
+
+def _spec(spec: Any) -> tuple[str, dict[str, Any]]:
+    """A component spec's name and params: "relu", or {"name": "leaky_relu", "negative_slope": 0.1}."""
+    if isinstance(spec, dict):
+        return str(spec.get("name")), {k: v for k, v in spec.items() if k != "name"}
+    return str(spec), {}
 
 
 class _PyfuncModel:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from framework import Experiment, fit
-from plugins.dropout import Dropout
+from plugins.layers.dropout import Dropout
 from tests.helpers import digits_config
 from tests.plugins.test_gradients import numerical_gradient
 

@@ -294,7 +294,7 @@ def test_losses_refuse_mismatched_shapes_and_outputs() -> None:
 def test_dense_backward_matches_finite_differences(name: str, use_bias: bool) -> None:
     rng = np.random.default_rng(5)
     layer = Dense(units=3, activation=name, use_bias=use_bias)
-    layer.set_activation(activation(name))
+    REGISTRY.attach_components(layer, where="dense")
     layer.build(4, F64, rng)
     if use_bias:
         layer.b[...] = rng.normal(size=3)  # biases start at zero; make them matter

@@ -21,7 +21,6 @@ import numpy as np
 from pydantic import Field
 
 from framework.components import AnyParams, Array, Layer, Params
-from framework.markers import hookimpl
 
 
 class DropoutParams(Params):
@@ -90,8 +89,3 @@ class Dropout(Layer):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.rng.bit_generator.state = state["rng"]
-
-
-@hookimpl
-def register_layers() -> list[type[Layer]]:
-    return [Dropout]

@@ -1,0 +1,25 @@
+"""The numpy formulas of the built-in components' forward passes, in numpy alone (like `torch.nn.functional`).
+
+The built-in activations, losses and layers call these functions for what they compute at inference, and
+MLflow models logged by backprop ship this package (as `backprop_functional`), so that the numpy-only pyfunc
+loader predicts bit for bit what backprop predicts, without backprop installed. Hence the rule of this
+package: it imports numpy and its own modules only (relative imports), never the rest of backprop.
+
+Every function takes an optional `out` (an array shaped like the input, which may be the input itself
+unless said otherwise) and keeps the input's dtype.
+"""
+
+from .activations import ACTIVATIONS, activation_function
+from .core import constant, row_max, row_sum, sigmoid, softmax
+from .links import LOSS_LINKS
+
+__all__ = [
+    "ACTIVATIONS",
+    "LOSS_LINKS",
+    "activation_function",
+    "constant",
+    "row_max",
+    "row_sum",
+    "sigmoid",
+    "softmax",
+]
