@@ -278,7 +278,6 @@ def memory_probe(epochs: int, traced: bool) -> dict[str, Any]:
     """
     import tracemalloc
 
-    import sklearn.datasets  # noqa: F401  (imported before tracing: the digits loader needs it)
     from systems import EpochTimer
     from workloads import experiment_dict
 

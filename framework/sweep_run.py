@@ -98,7 +98,6 @@ class _TrialTags:
 def _warm_up() -> None:
     """Import what every trial needs, in a worker, while the parent is still planning."""
     import mlflow  # noqa: F401
-    import sklearn.datasets  # noqa: F401
 
     import framework.build  # noqa: F401
 
