@@ -318,6 +318,9 @@ class Initializer(Component):
     """
 
     kind: ClassVar[str] = "initializer"
+    deterministic: ClassVar[bool] = False
+    """True for an initializer that draws nothing from `rng` (zeros, constant): the conformance kit then checks
+    that it leaves the generator untouched, so a zero bias never shifts the weights drawn after it."""
 
     def __call__(self, shape: tuple[int, ...], fan_in: int, fan_out: int, rng: np.random.Generator) -> Array:
         raise NotImplementedError

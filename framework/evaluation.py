@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from framework.components import Array, DataBundle, Dataset, Loss, Metric, Task
-from framework.config import Experiment
+from framework.components import Array, DataBundle, Dataset, Loss, Metric, Task, spec_name, spec_params
+from framework.config import Experiment, parse_value
 from framework.data import check_bundle
 from framework.errors import DataError, UserError
 from framework.model import Model
@@ -150,12 +150,17 @@ def evaluate_arrays(
         targets = loss.prepare_targets(y_loss, outputs.shape[1], model.dtype)
     except ValueError as exc:
         raise DataError(f"--data: {exc}") from None
-    results = {"loss": float(loss.value(outputs, targets))}
+    results = {"loss": float(loss.value(outputs, targets)) + model.penalty()}  # as the run's val_loss
     predictions = loss.link(outputs)
     if model.target_scaler is not None:
         predictions = model.target_scaler.inverse_transform(predictions)
-    for i, name in enumerate(names):
-        metric = registry.create("metric", name, {}, where=f"--metric {i}", expect=Metric)
+    for i, text in enumerate(names):
+        # A name, or a TOML inline table with params: --metric '{name = "top_k_accuracy", k = 3}'.
+        metric_spec = registry.resolve_spec(
+            "metric", parse_value(text) if text.lstrip().startswith("{") else text, f"--metric {i}"
+        )
+        name = spec_name(metric_spec)
+        metric = registry.create("metric", name, spec_params(metric_spec), where=f"--metric {i}", expect=Metric)
         if task not in metric.tasks:
             raise UserError(f"--metric: {name!r} is for {', '.join(metric.tasks)} tasks, the model is {task}")
         results[name] = float(metric(y, predictions))

@@ -75,10 +75,6 @@ class Dense(Layer):
     Optional regularisation of the weights W (not the biases): the penalty λ₁·Σ|W| + λ₂·ΣW² is added to the
     loss, so backward adds λ₁·sign(W) + 2λ₂·W to dL/dW; `max_norm` rescales, after every optimiser step, each
     column W[:, j] (the weights into unit j) whose norm exceeds it down to that norm.
-
-    `forward(x, training=True)` keeps references to x, z and a for `backward`; its output buffers are
-    reused for the next batch of the same size, so an inference pass of that size between a training
-    forward and its backward would overwrite them (the trainer never does that).
     """
 
     name: ClassVar[str] = "dense"
@@ -162,6 +158,11 @@ class Dense(Layer):
         return self._identity
 
     def forward(self, x: Array, training: bool) -> Array:
+        """a = f(x @ W + b).
+
+        In training, references to x, z and a are kept for `backward`. Output buffers are kept per batch size
+        and mode, so an inference pass between a training forward and its backward leaves them intact.
+        """
         n, last = x.shape[0], self._last
         # The common case (same batch size and mode as the last call) inline: a method call is 0.1-0.2 µs, and
         # a small model's whole step is 20 µs.

@@ -46,6 +46,7 @@ DISABLE_ENV = "BACKPROP_DISABLE_PLUGINS"
 ESSENTIAL_PLUGINS: dict[str, str] = {
     "layers": "it registers 'dense', the layer every model is built from",
     "activations": "it registers 'identity', the default activation of every dense layer",
+    "initializers": "it registers 'zeros' and 'glorot_uniform', the default initialisers of every dense layer",
 }
 """Built-ins that cannot be disabled, with the reason: the core's own config defaults refer to them."""
 

@@ -3,7 +3,9 @@
 The structure comes from the pydantic `Experiment` model; each component section (`data`, `loss`,
 `optimizer`, a layer, a callback) becomes a `oneOf` over the registered components, each variant naming
 the component (`"name": {"const": ...}`) and listing its params with their descriptions and bounds, so
-editors can complete and check a file. Activation and metric names become enums.
+editors can complete and check a file. A param that names a component (a layer's `activation`, `init`,
+`bias_init`) and each entry of `training.metrics` is either a name (an enum of the registered ones; "auto"
+too for an initializer) or a table of a name and that component's params (one variant per component).
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from framework.components import KINDS
 from framework.config import Experiment
-from framework.registry import Registry
+from framework.registry import AUTO, Registry
 
 SCHEMA_URI = "https://json-schema.org/draft/2020-12/schema"
 RESERVED_CALLBACKS = {"mlflow", "progress"}  # configured by [tracking] and --quiet, not [callbacks.*]
@@ -83,6 +86,29 @@ def _variants(
     return variants
 
 
+def _spec_schema(registry: Registry, kind: str, defs: dict[str, Any]) -> list[dict[str, Any]]:
+    """The forms of a component spec: a registered name, or a table of its name and params (any component,
+    with or without params, may be written as a table)."""
+    names = registry.names(kind)
+    if kind == "initializer":
+        names = [AUTO, *names]  # the layer's activation chooses (its default_init)
+    return [{"type": "string", "enum": names}, *_variants(registry, kind, "name", defs)]
+
+
+def _component_params(registry: Registry, variants: list[dict[str, Any]], defs: dict[str, Any]) -> None:
+    """Give every param of `variants` that names a component (marked `x-component`) its spec's forms."""
+    forms: dict[str, list[dict[str, Any]]] = {}
+    for variant in variants:
+        for key, prop in variant["properties"].items():
+            component = prop.get("x-component") if isinstance(prop, dict) else None
+            if not isinstance(component, str) or component not in KINDS:
+                continue
+            if component not in forms:
+                forms[component] = _spec_schema(registry, component, defs)
+            kept = {k: v for k, v in prop.items() if k in ("title", "description", "default", "x-component")}
+            variant["properties"][key] = {**kept, "oneOf": forms[component]}
+
+
 def experiment_schema(registry: Registry) -> dict[str, Any]:
     """The JSON Schema of an experiment file, given the components that `registry` holds."""
     schema = copy.deepcopy(Experiment.model_json_schema())
@@ -92,17 +118,14 @@ def experiment_schema(registry: Registry) -> dict[str, Any]:
         description = Experiment.model_fields[section].description or f"The {kind} and its params."
         variants = _variants(registry, kind, "name", defs, _core_fields(section))
         properties[section] = {"description": description, "oneOf": variants}
-    activations = registry.names("activation")
     layers = _variants(registry, "layer", "type", defs, optional_for="dense")
-    for layer in layers:
-        if "activation" in layer["properties"]:
-            layer["properties"]["activation"] = {**layer["properties"]["activation"], "enum": activations}
+    _component_params(registry, layers, defs)
     model = properties["model"] = copy.deepcopy(defs.pop("ModelSection", {}))
     model["properties"]["layers"]["items"] = {"oneOf": layers}
     training = properties["training"] = copy.deepcopy(defs.pop("TrainingSection", {}))
     training["properties"]["metrics"] = {
         "description": training["properties"]["metrics"].get("description", ""),
-        "anyOf": [{"type": "array", "items": {"enum": registry.names("metric")}}, {"type": "null"}],
+        "anyOf": [{"type": "array", "items": {"oneOf": _spec_schema(registry, "metric", defs)}}, {"type": "null"}],
     }
     callbacks: dict[str, Any] = {}
     for name, entry in registry.entries("callback").items():

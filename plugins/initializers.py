@@ -11,6 +11,10 @@ keep the variance of activations (forward) or gradients (backward) roughly const
 A `_uniform` variant draws from U(-l, l) with l = √(3·Var); a `_normal` one from N(0, Var), untruncated (as
 PyTorch's `xavier_normal_` and `kaiming_normal_`; Keras truncates at two standard deviations and rescales).
 A dense layer's `init = "auto"` takes its activation's `default_init`.
+
+An initialiser that draws nothing from `rng` (zeros, constant) declares `deterministic = True`: the conformance
+kit (`framework.testing.check_initializer`) then checks that it leaves `rng` untouched, so that a layer's
+zero biases do not shift the draws of the layers after it, instead of checking that seeds change its values.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ import math
 from typing import ClassVar
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, ValidationError, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from framework.components import Array, Initializer, Params
 from framework.markers import hookimpl
@@ -90,7 +95,9 @@ class Orthogonal(Initializer):
     """W = g·Q: Q from the QR decomposition of a standard normal matrix, columns (or rows) orthonormal.
 
     The array is seen as a matrix of prod(shape[:-1]) rows and shape[-1] columns; QR is taken of the taller
-    orientation and Q's signs fixed by R's diagonal (so Q is uniformly distributed; Saxe et al. 2014).
+    orientation, so a tall W has orthonormal columns (WᵀW = g²I) and a wide one orthonormal rows (WWᵀ = g²I).
+    Q's column signs are made those of R's diagonal, which makes Q uniformly (Haar) distributed over the
+    orthogonal matrices (Mezzadri 2007); orthogonal initialisation itself is from Saxe et al. (2014).
     """
 
     name: ClassVar[str] = "orthogonal"
@@ -102,7 +109,9 @@ class Orthogonal(Initializer):
         rows = math.prod(shape[:-1]) if len(shape) > 1 else 1
         a = rng.normal(0.0, 1.0, size=(max(rows, columns), min(rows, columns)))
         q, r = np.linalg.qr(a)  # q: orthonormal columns
-        q *= np.sign(np.diag(r))  # a unique (Haar-distributed) Q
+        # A unique, Haar-distributed Q: flip the columns where R's diagonal is negative. Not np.sign, whose 0
+        # for an exactly zero diagonal entry (a degenerate draw) would zero a whole column.
+        q *= np.where(np.diag(r) < 0, -1.0, 1.0)
         if rows < columns:
             q = q.T
         return self.params.gain * q.reshape(shape)
@@ -112,6 +121,7 @@ class Zeros(Initializer):
     """w = 0 (the default for biases)."""
 
     name: ClassVar[str] = "zeros"
+    deterministic: ClassVar[bool] = True
 
     def __call__(self, shape: tuple[int, ...], fan_in: int, fan_out: int, rng: np.random.Generator) -> Array:
         return np.zeros(shape)
@@ -125,6 +135,7 @@ class Constant(Initializer):
     """w = c for every element."""
 
     name: ClassVar[str] = "constant"
+    deterministic: ClassVar[bool] = True
     Params: ClassVar[type[Params]] = ConstantParams
     params: ConstantParams
 
@@ -152,6 +163,21 @@ class UniformParams(Params):
     low: float = Field(-0.05, allow_inf_nan=False, description="Lower bound a of U(a, b).")
     high: float = Field(0.05, allow_inf_nan=False, description="Upper bound b of U(a, b) (b > a).")
 
+    @model_validator(mode="after")
+    def _high_above_low(self) -> UniformParams:
+        # Refused when the experiment is validated (not when weights are drawn), and reported at `high`, so
+        # that the message names the key path: `model.layers.0.init.high: must be above low (0.1) ...`.
+        if self.high <= self.low:
+            problem = "must be above low ({low}): U(low, high) needs low < high"
+        elif not math.isfinite(self.high - self.low):  # numpy's uniform would raise OverflowError at build
+            problem = "is too far from low ({low}): high - low must be a finite float"
+        else:
+            return self
+        error = PydanticCustomError("uniform_bounds", problem, {"low": self.low})
+        raise ValidationError.from_exception_data(
+            type(self).__name__, [InitErrorDetails(type=error, loc=("high",), input=self.high)]
+        )
+
 
 class Uniform(Initializer):
     """w ~ U(a, b), by default U(-0.05, 0.05) (as Keras's RandomUniform)."""
@@ -161,8 +187,6 @@ class Uniform(Initializer):
     params: UniformParams
 
     def __call__(self, shape: tuple[int, ...], fan_in: int, fan_out: int, rng: np.random.Generator) -> Array:
-        if self.params.high <= self.params.low:
-            raise ValueError(f"uniform: high ({self.params.high}) must be above low ({self.params.low})")
         return rng.uniform(self.params.low, self.params.high, size=shape)
 
 

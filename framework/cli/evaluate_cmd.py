@@ -31,7 +31,12 @@ def evaluate(
     ] = None,
     metric: Annotated[
         list[str] | None,
-        typer.Option("--metric", "-m", help="A metric to report (repeatable; default: all that fit the task)."),
+        typer.Option(
+            "--metric",
+            "-m",
+            help="A metric to report, by name or as a TOML table with params "
+            "('{name = \"top_k_accuracy\", k = 3}'); repeatable; default: all that fit the task.",
+        ),
     ] = None,
     checkpoint_dir: Annotated[
         str, typer.Option("--checkpoint-dir", help="Where run ids are looked up.")

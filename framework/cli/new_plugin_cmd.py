@@ -17,6 +17,7 @@ class Kind(StrEnum):
     loss = "loss"
     callback = "callback"
     dataset = "dataset"
+    initializer = "initializer"
 
 
 def new_plugin(

@@ -119,6 +119,9 @@ def _usage(kind: str, component: str) -> str:
     run = experiment(kind, component)
     if kind == "activation":
         return f'[model]\nlayers = [{{ units = 8, activation = "{component}" }}, {{ units = 1 }}]'
+    if kind == "initializer":
+        table = f'{{ name = "{component}", stddev = 0.1 }}'
+        return f'[model]\nlayers = [\n  {{ units = 8, activation = "tanh", init = {table} }},\n  {{ units = 1 }},\n]'
     if kind == "callback":
         return f'[callbacks.{component}]\nmonitor = "val_loss"\ntarget = 0.05'
     section = {"optimizer": "optimizer", "loss": "loss", "dataset": "data"}[kind]

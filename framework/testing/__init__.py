@@ -17,6 +17,8 @@ pytest's output. What is checked, per kind:
   shapes, inputs left unchanged, determinism;
 - optimizer: in-place updates that descend, determinism, float32 kept, exact resume through
   `state_dict()`/`load_state_dict()`, and the flat-array equivalence that `elementwise = True` promises;
+- initializer: float64 finite arrays of the asked shape (kernels and biases), the same values for the same
+  seed, other values for another seed (or, when it declares `deterministic = True`, no draw from `rng`);
 - dataset: valid arrays (finite, shapes, labels), the same data for the same seed;
 - metric: a declared direction, finite floats, perfect predictions scoring best;
 - callback: valid hook methods, a short training run with it, and a state round trip.
@@ -27,8 +29,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from framework.components import Activation, Callback, Component, Dataset, Layer, Loss, Metric, Optimizer
+from framework.components import (
+    Activation,
+    Callback,
+    Component,
+    Dataset,
+    Initializer,
+    Layer,
+    Loss,
+    Metric,
+    Optimizer,
+)
 from framework.testing.activation_check import check_activation
+from framework.testing.initializer_check import check_initializer
 from framework.testing.layer_check import check_layer
 from framework.testing.loss_check import check_loss
 from framework.testing.numeric import away_from_zero, numerical_gradient
@@ -48,6 +61,7 @@ __all__ = [
     "check_callback",
     "check_component",
     "check_dataset",
+    "check_initializer",
     "check_layer",
     "check_loss",
     "check_metric",
@@ -70,6 +84,8 @@ def check_component(cls: type[Component], **params: Any) -> None:
         check_layer(instantiate(cls, params))
     elif issubclass(cls, Optimizer):
         check_optimizer(lambda: instantiate(cls, params))
+    elif issubclass(cls, Initializer):
+        check_initializer(instantiate(cls, params))
     elif issubclass(cls, Dataset):
         check_dataset(instantiate(cls, params))
     elif issubclass(cls, Metric):

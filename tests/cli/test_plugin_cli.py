@@ -90,7 +90,7 @@ def test_schema_lists_every_component_with_its_params(tmp_path: Path) -> None:
     assert optimizers["momentum"]["additionalProperties"] is False
     layers = schema["properties"]["model"]["properties"]["layers"]["items"]["oneOf"]
     dense = next(v for v in layers if v["properties"]["type"]["const"] == "dense")
-    assert "relu" in dense["properties"]["activation"]["enum"] and "type" not in dense["required"]
+    assert "relu" in dense["properties"]["activation"]["oneOf"][0]["enum"] and "type" not in dense["required"]
     callbacks = schema["properties"]["callbacks"]["properties"]
     assert "patience" in callbacks["early_stopping"]["properties"] and "mlflow" not in callbacks
     data = {v["properties"]["name"]["const"]: v for v in schema["properties"]["data"]["oneOf"]}

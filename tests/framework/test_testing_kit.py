@@ -32,7 +32,7 @@ REGISTRY = Registry.from_host(create_plugin_manager(strict=True))
 PARAMS: dict[tuple[str, str], dict[str, Any]] = {("layer", "dense"): {"units": 3}}
 CASES = [
     pytest.param(kind, name, id=f"{kind}-{name}")
-    for kind in ("activation", "loss", "layer", "optimizer", "dataset", "metric", "callback")
+    for kind in ("activation", "loss", "layer", "initializer", "optimizer", "dataset", "metric", "callback")
     for name in REGISTRY.names(kind)
 ]
 
@@ -42,6 +42,7 @@ def test_the_contract_covers_every_kind() -> None:
         "activation",
         "loss",
         "layer",
+        "initializer",
         "optimizer",
         "dataset",
         "metric",
