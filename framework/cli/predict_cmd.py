@@ -1,4 +1,4 @@
-"""`backprop predict RUN_ID --input FILE`: predictions of a tracked run's model for new samples."""
+"""`backprop predict RUN_ID_OR_MODEL_DIR --input FILE`: predictions of a trained model for new samples."""
 
 from __future__ import annotations
 
@@ -14,7 +14,12 @@ from framework.cli.common import user_errors
 
 
 def predict(
-    run_id: Annotated[str, typer.Argument(help="The MLflow run whose model predicts.")],
+    source: Annotated[
+        str,
+        typer.Argument(
+            help="The MLflow run whose model predicts, or a saved model directory (Model.save, a checkpoint's model/)."
+        ),
+    ],
     input_: Annotated[
         Path, typer.Option("--input", "-i", help="Raw features: a .csv file (a header row is allowed) or a .npy file.")
     ],
@@ -22,46 +27,27 @@ def predict(
         Path | None, typer.Option("--output", "-o", help="Write to this .csv or .npy file (default: CSV on stdout).")
     ] = None,
 ) -> None:
-    """Load the run's model through mlflow.pyfunc and print (or save) its predictions for the samples."""
+    """Print (or save) a trained model's predictions for the samples: a run's model through mlflow.pyfunc, or a
+    saved model directory through backprop."""
     with user_errors():
-        import tempfile
-
         import numpy as np
 
-        from framework.cli import store
         from framework.errors import UserError
 
         X = read_features(input_)
-        client = store.client(store.tracking_uri())
-        store.get_run(client, run_id)
-        import mlflow.artifacts
-        import mlflow.pyfunc
-        from mlflow.exceptions import MlflowException
-
-        with tempfile.TemporaryDirectory(prefix="backprop-predict-") as tmp:
-            try:  # download first: load_model("runs:/...") leaves a temporary directory behind (§5)
-                local = mlflow.artifacts.download_artifacts(
-                    artifact_uri=f"runs:/{run_id}/model", dst_path=tmp, tracking_uri=client.tracking_uri
-                )
-            except (MlflowException, OSError):
-                raise UserError(
-                    f"run {run_id!r} has no model (only runs that finished log one); see `backprop runs show {run_id}`"
-                ) from None
-            model = mlflow.pyfunc.load_model(local)
-            names = _target_names(Path(local))
-        schema = model.metadata.get_input_schema()
-        spec = schema.inputs[0] if schema is not None else None
-        if spec is not None:
-            width = spec.shape[-1]
-            if X.shape[1] != width:
-                raise UserError(f"--input: the model takes {width} features per sample, {input_} has {X.shape[1]}")
-            X = X.astype(spec.type, copy=False)
-        predictions = np.asarray(model.predict(X))
+        directory = _model_directory(Path(source))
+        if directory is not None:
+            predictions, names = _predict_saved(directory, X, input_)
+        else:
+            predictions, names = _predict_run(source, X, input_)
+        predictions = np.asarray(predictions)
         if predictions.ndim == 1:
             predictions = predictions.reshape(-1, 1)
         if output is not None and output.suffix.lower() == ".npy":
             np.save(output, predictions)
             return
+        if output is not None and not output.parent.is_dir():
+            raise UserError(f"--output: folder {str(output.parent)!r} does not exist")
         header = _header(names, predictions.shape[1])
         text = io.StringIO()
         writer = csv.writer(text, lineterminator="\n")
@@ -71,6 +57,62 @@ def predict(
             sys.stdout.write(text.getvalue())
         else:
             output.write_text(text.getvalue(), encoding="utf-8")
+
+
+def _model_directory(path: Path) -> Path | None:
+    """The saved model directory that `path` names (itself, or its `model/`), or None: then it is a run id."""
+    for candidate in (path, path / "model"):
+        if (candidate / "model.json").is_file():
+            return candidate
+    return None
+
+
+def _check_width(width: int, X: Any, input_: Path) -> None:
+    from framework.errors import UserError
+
+    if X.shape[1] != width:
+        raise UserError(f"--input: the model takes {width} features per sample, {input_} has {X.shape[1]}")
+
+
+def _predict_saved(directory: Path, X: Any, input_: Path) -> tuple[Any, list[str]]:
+    """A saved model's predictions, through backprop itself (exactly what `Model.predict` gives)."""
+    from framework.serialize import load_model
+
+    model = load_model(directory)
+    _check_width(model.input_dim, X, input_)
+    return model.predict(X.astype(model.dtype, copy=False)), list(model.target_names)
+
+
+def _predict_run(run_id: str, X: Any, input_: Path) -> tuple[Any, list[str]]:
+    """A tracked run's predictions, through its logged MLflow model (`mlflow.pyfunc`)."""
+    import tempfile
+
+    from framework.cli import store
+    from framework.errors import UserError
+
+    client = store.client(store.tracking_uri())
+    store.get_run(client, run_id)
+    import mlflow.artifacts
+    import mlflow.pyfunc
+    from mlflow.exceptions import MlflowException
+
+    with tempfile.TemporaryDirectory(prefix="backprop-predict-") as tmp:
+        try:  # download first: load_model("runs:/...") leaves a temporary directory behind (§5)
+            local = mlflow.artifacts.download_artifacts(
+                artifact_uri=f"runs:/{run_id}/model", dst_path=tmp, tracking_uri=client.tracking_uri
+            )
+        except (MlflowException, OSError):
+            raise UserError(
+                f"run {run_id!r} has no model (only runs that finished log one); see `backprop runs show {run_id}`"
+            ) from None
+        model = mlflow.pyfunc.load_model(local)
+        names = _target_names(Path(local))
+    schema = model.metadata.get_input_schema()
+    spec = schema.inputs[0] if schema is not None else None
+    if spec is not None:
+        _check_width(spec.shape[-1], X, input_)
+        X = X.astype(spec.type, copy=False)
+    return model.predict(X), names
 
 
 def read_features(path: Path) -> Any:

@@ -12,12 +12,15 @@ unless said otherwise) and keeps the input's dtype.
 from .activations import ACTIVATIONS, activation_function
 from .core import constant, row_max, row_sum, sigmoid, softmax
 from .links import LOSS_LINKS
+from .normalization import batch_norm, layer_norm
 
 __all__ = [
     "ACTIVATIONS",
     "LOSS_LINKS",
     "activation_function",
+    "batch_norm",
     "constant",
+    "layer_norm",
     "row_max",
     "row_sum",
     "sigmoid",

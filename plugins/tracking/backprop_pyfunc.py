@@ -1,18 +1,20 @@
 """The MLflow pyfunc loader of backprop models: numpy only, no pickle, no backprop needed.
 
 `plugins.tracking` logs a trained model with `mlflow.pyfunc.log_model(loader_module="backprop_pyfunc",
-code_paths=[this file], data_path=<the directory written by framework.serialize.save_model>)`. MLflow copies
-this file into the logged model and imports it by its top-level name when the model is loaded, so
-`mlflow.pyfunc.load_model(...)` works wherever numpy and mlflow are installed: backprop is not on PyPI and
-need not be installed where the model is served.
+code_paths=[this file, backprop_functional], data_path=<the directory written by
+framework.serialize.save_model>)`. MLflow copies both into the logged model and imports this file by its
+top-level name when the model is loaded, so `mlflow.pyfunc.load_model(...)` works wherever numpy and mlflow
+are installed: backprop is not on PyPI and need not be installed where the model is served.
 
 Where backprop is installed, the model is loaded through backprop itself (`framework.serialize.load_model`),
-so predictions are exactly the trainer's, for any plugin component. Elsewhere this file is self-contained (it
-imports nothing from backprop) and computes what `framework.model.Model.predict` computes for the built-in
-components: standardisation, `dense` layers with the built-in activations, the link of the built-in losses
-(probabilities for classification) and the regression targets' scaling, equal to backprop's up to float
-rounding; a model with any other component is refused with a message naming it. `tests/tracking` checks
-both paths.
+so predictions are the trainer's for any plugin component. Elsewhere this file is self-contained: it imports
+numpy and `backprop_functional` only (the copy of `framework.functional` shipped with the model: the very
+functions that backprop's built-in components call at inference), and computes what
+`framework.model.Model.predict` computes, bit for bit, for the built-in components: the standardisation; the
+layers `dense` (with any built-in activation and its params), `batch_norm` (its running statistics) and
+`layer_norm`, with `dropout` and `gaussian_noise` as the identity they are at inference; the link of the
+built-in losses (probabilities for classification) and the regression targets' scaling. A model with any
+other component is refused with a message naming it. `tests/plugins/test_pyfunc_loader.py` checks both paths.
 """
 
 from __future__ import annotations
@@ -33,8 +35,106 @@ Array = Any
 
 try:  # the formulas backprop's own components call (numpy alone), from backprop where it is installed ...
     from framework import functional as F
+    from framework.functional import normalization as N
 except ImportError:  # ... else the copy shipped inside the MLflow model, next to this file
     import backprop_functional as F  # type: ignore[import-not-found,no-redef]
+    from backprop_functional import normalization as N  # type: ignore[no-redef]
+
+
+class Weights:
+    """The arrays of `weights.npz`, read by key; a missing one is a ValueError naming it and its layer."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        with np.load(path, allow_pickle=False) as data:
+            self.arrays = {name: data[name] for name in data.files}
+
+    def get(self, key: str) -> Array | None:
+        return self.arrays.get(key)
+
+    def __getitem__(self, key: str) -> Array:
+        found = self.arrays.get(key)
+        if found is None:
+            layer = key.split(".", 1)[0].removeprefix("layer")
+            raise ValueError(f"{self.path}: no array {key!r} (a weight of layer {layer}); the model is incomplete")
+        return found
+
+
+# -- the layers at inference: each is built from its saved config and weights, and called on a batch ----------
+
+
+class Dense:
+    """a = f(x @ W + b), as `framework.model.Dense` computes it."""
+
+    def __init__(self, spec: dict[str, Any], weights: Weights, prefix: str) -> None:
+        self.W = weights[f"{prefix}.param0"]
+        self.b = weights[f"{prefix}.param1"] if spec.get("use_bias", True) else None
+        name, params = _spec(spec.get("activation", "identity"))
+        self.activation = None if name == "identity" else F.activation_function(name, params)
+
+    def __call__(self, x: Array) -> Array:
+        z = np.matmul(x, self.W)
+        if self.b is not None:
+            z += self.b
+        return self.activation(z) if self.activation is not None else z
+
+
+class BatchNorm:
+    """y = γ·(x − running mean)/√(running var + ε) + β, as `batch_norm` computes it at inference."""
+
+    def __init__(self, spec: dict[str, Any], weights: Weights, prefix: str) -> None:
+        self.mean = weights[f"{prefix}.running_mean"]
+        self.var = weights[f"{prefix}.running_var"]
+        self.gamma, self.beta = _affine(spec, weights, prefix)
+        self.eps = float(spec["epsilon"])
+
+    def __call__(self, x: Array) -> Array:
+        return N.batch_norm(x, self.mean, self.var, self.gamma, self.beta, self.eps)
+
+
+class LayerNorm:
+    """y = γ·(x − μ_row)/√(σ²_row + ε) + β, as `layer_norm` computes it."""
+
+    def __init__(self, spec: dict[str, Any], weights: Weights, prefix: str) -> None:
+        self.gamma, self.beta = _affine(spec, weights, prefix)
+        self.eps = float(spec["epsilon"])
+
+    def __call__(self, x: Array) -> Array:
+        return N.layer_norm(x, self.gamma, self.beta, self.eps)
+
+
+class Identity:
+    """y = x: what `dropout` and `gaussian_noise` are at inference."""
+
+    def __init__(self, spec: dict[str, Any], weights: Weights, prefix: str) -> None:
+        pass
+
+    def __call__(self, x: Array) -> Array:
+        return x
+
+
+LAYERS: dict[str, Callable[[dict[str, Any], Weights, str], Callable[[Array], Array]]] = {
+    "dense": Dense,
+    "batch_norm": BatchNorm,
+    "layer_norm": LayerNorm,
+    "dropout": Identity,
+    "gaussian_noise": Identity,
+}
+"""The built-in layers this module computes, by their registered names."""
+
+
+def _affine(spec: dict[str, Any], weights: Weights, prefix: str) -> tuple[Array | None, Array | None]:
+    """γ and β of a normalisation layer (its two parameters), or (None, None) without the affine map."""
+    if not spec.get("affine", True):
+        return None, None
+    return weights[f"{prefix}.param0"], weights[f"{prefix}.param1"]
+
+
+def _spec(spec: Any) -> tuple[str, dict[str, Any]]:
+    """A component spec's name and params: "relu", or {"name": "leaky_relu", "negative_slope": 0.1}."""
+    if isinstance(spec, dict):
+        return str(spec.get("name")), {k: v for k, v in spec.items() if k != "name"}
+    return str(spec), {}
 
 
 class BackpropModel:
@@ -44,32 +144,29 @@ class BackpropModel:
         description = json.loads((path / "model.json").read_text())
         if description.get("format") != FORMAT or description.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"{path}: not a backprop model of format version {FORMAT_VERSION}")
-        with np.load(path / "weights.npz", allow_pickle=False) as data:
-            arrays = {name: data[name] for name in data.files}
+        weights = Weights(path / "weights.npz")
         self.description = description
         self.dtype = np.dtype(description["dtype"])
         self.input_dim = int(description["input_dim"])
-        self.mean = arrays.get("preprocess.mean")
-        self.scale = arrays.get("preprocess.scale")
-        self.target_mean = arrays.get("target.mean")
-        self.target_scale = arrays.get("target.scale")
-        self.layers: list[tuple[Array, Array | None, Callable[[Array], Array] | None]] = []
-        for i, spec in enumerate(description["layers"]):
-            W = arrays[f"layer{i}.param0"]
-            b = arrays[f"layer{i}.param1"] if spec.get("use_bias", True) else None
-            name, params = _spec(spec.get("activation", "identity"))
-            self.layers.append((W, b, None if name == "identity" else F.activation_function(name, params)))
+        # Cast as `framework.serialize.load_model` casts them: the same operands give the same bits.
+        self.mean, self.scale = self._cast(weights.get("preprocess.mean")), self._cast(weights.get("preprocess.scale"))
+        self.target_mean = self._cast(weights.get("target.mean"))
+        self.target_scale = self._cast(weights.get("target.scale"))
+        self.layers = [LAYERS[spec["type"]](spec, weights, f"layer{i}") for i, spec in enumerate(description["layers"])]
         loss = description.get("loss") or {}
         self.link = F.LOSS_LINKS[loss["name"]] if loss else None
+
+    def _cast(self, array: Array | None) -> Array | None:
+        return None if array is None else array.astype(self.dtype)
 
     @staticmethod
     def unsupported(description: dict[str, Any]) -> list[str]:
         """What this module cannot compute itself (components that only backprop's plugins know)."""
         problems = []
         for i, spec in enumerate(description.get("layers", [])):
-            if spec.get("type") != "dense":
+            if spec.get("type") not in LAYERS:
                 problems.append(f"layer {i} of type {spec.get('type')!r}")
-            elif _spec(spec.get("activation", "identity"))[0] not in F.ACTIVATIONS:
+            elif spec.get("type") == "dense" and _spec(spec.get("activation", "identity"))[0] not in F.ACTIVATIONS:
                 problems.append(f"activation {_spec(spec.get('activation'))[0]!r} of layer {i}")
         loss = (description.get("loss") or {}).get("name")
         if loss is not None and loss not in F.LOSS_LINKS:
@@ -92,19 +189,9 @@ class BackpropModel:
         return predictions
 
     def _forward(self, x: Array) -> Array:
-        for W, b, activation in self.layers:
-            z = np.matmul(x, W)
-            if b is not None:
-                z += b
-            x = activation(z) if activation is not None else z
+        for layer in self.layers:
+            x = layer(x)
         return x
-
-
-def _spec(spec: Any) -> tuple[str, dict[str, Any]]:
-    """A component spec's name and params: "relu", or {"name": "leaky_relu", "negative_slope": 0.1}."""
-    if isinstance(spec, dict):
-        return str(spec.get("name")), {k: v for k, v in spec.items() if k != "name"}
-    return str(spec), {}
 
 
 class _PyfuncModel:

@@ -167,3 +167,22 @@ def test_every_experiment_runs_a_few_epochs(path: Path, tmp_path: Path, monkeypa
     )
     assert result.exit_code == 0, result.output
     assert "stopped:" in result.output
+
+
+def test_predict_takes_a_saved_model_directory(tmp_path: Path) -> None:
+    from framework import Experiment, fit
+    from tests.helpers import digits_config
+
+    result = fit(Experiment.from_dict(digits_config(training={"epochs": 2})), track=False)
+    result.model.save(tmp_path / "model")
+    X = np.random.default_rng(0).normal(8, 4, size=(5, 64))
+    (tmp_path / "x.csv").write_text("\n".join(",".join(repr(float(v)) for v in row) for row in X) + "\n")
+    for source in (tmp_path / "model", tmp_path):  # the directory itself, or a folder holding model/
+        done = CliRunner().invoke(app, ["predict", str(source), "--input", str(tmp_path / "x.csv")])
+        assert done.exit_code == 0, done.output
+        lines = done.output.strip().splitlines()
+        assert lines[0] == ",".join(f"p_{i}" for i in range(10))
+        printed = np.array([[float(v) for v in line.split(",")] for line in lines[1:]])
+        np.testing.assert_array_equal(printed, result.model.predict(X).astype(np.float64))
+    done = CliRunner().invoke(app, ["predict", str(tmp_path / "model"), "--input", str(tmp_path / "nope.csv")])
+    assert done.exit_code == 2 and "not found" in done.output
