@@ -6,7 +6,9 @@ loader predicts bit for bit what backprop predicts, without backprop installed. 
 package: it imports numpy and its own modules only (relative imports), never the rest of backprop.
 
 Every function takes an optional `out` (an array shaped like the input, which may be the input itself
-unless said otherwise) and keeps the input's dtype.
+unless said otherwise) and keeps the input's dtype; those that need a second array take an optional `work`
+(the layers pass kept buffers, the loader nothing: the arithmetic, and so the bits, are the same). `special.erf`
+is scipy's where scipy is importable (imported at the first call), else a numpy port of fdlibm's.
 """
 
 from .activations import ACTIVATIONS, activation_function

@@ -1,4 +1,4 @@
-"""Piecewise-linear activations: identity, relu and leaky_relu."""
+"""Piecewise-linear activations: identity, relu, leaky_relu and relu6."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pydantic import Field
 from framework import functional as F
 from framework.components import Activation, Array, Params
 from framework.functional import activations as fa
+from plugins.activations.scratch import Scratch
 
 
 class Identity(Activation):
@@ -57,4 +58,22 @@ class LeakyRelu(Activation):
     def backward(self, z: Array, a: Array, grad: Array) -> Array:
         # dL/dz = s * dL/da where z <= 0; elsewhere dL/da is already dL/dz and is left untouched.
         np.multiply(grad, F.constant(self.params.negative_slope, grad.dtype), out=grad, where=z <= 0)
+        return grad
+
+
+class Relu6(Scratch, Activation):
+    """f(z) = min(max(z, 0), 6); f'(z) = 1 if 0 < z <= 6 else 0.
+
+    Kinks at 0 and 6, where f' is the left derivative: f'(0) = 0 (as relu'(0)) and f'(6) = 1 (PyTorch gives 0
+    there).
+    """
+
+    name: ClassVar[str] = "relu6"
+    default_init: ClassVar[str] = "he_normal"
+
+    def forward(self, z: Array, out: Array | None = None) -> Array:
+        return fa.relu6(z, out)
+
+    def backward(self, z: Array, a: Array, grad: Array) -> Array:
+        np.putmask(grad, self.flat(z, 0.0, 6.0), 0)  # dL/dz = dL/da where 0 < z <= 6, else 0
         return grad

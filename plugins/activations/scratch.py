@@ -1,4 +1,4 @@
-"""A buffer for an activation's derivative, kept across batches of the same shape."""
+"""Buffers for an activation's intermediate values, kept across batches of the same shape."""
 
 from __future__ import annotations
 
@@ -11,15 +11,47 @@ from framework.functional import constant
 
 
 class Scratch:
-    """A buffer for the derivative kept across batches of the same shape, so that backward allocates nothing
-    (W5's tanh layer: `a * a` on 64 x 64 cost 0.5 µs more per step than writing into a kept buffer)."""
+    """Buffers for the derivative (and for the forward formulas' `work`) kept across batches of the same shape,
+    so that forward and backward allocate nothing (W5's tanh layer: `a * a` on 64 x 64 cost 0.5 µs more per
+    step than writing into a kept buffer).
 
-    _scratch: Array | None = None
+    `scratch(like)` is one float buffer shaped like `like`, `scratches(like, n)` the first n of them (the
+    first being `scratch(like)`'s), `masks(like, n)` n boolean ones. A batch of another shape or dtype (the
+    last, smaller batch; an evaluation pass) replaces them. Their contents do not survive from one call of
+    forward or backward to the next.
+    """
+
+    _scratch: tuple[Array, ...] = ()
+    _masks: tuple[Array, ...] = ()
     _one: Any = 1.0  # 1 in the scratch's dtype (see `constant`)
 
     def scratch(self, like: Array) -> Array:
-        buf = self._scratch
-        if buf is None or buf.shape != like.shape or buf.dtype != like.dtype:
-            buf = self._scratch = np.empty_like(like)
+        return self.scratches(like, 1)[0]
+
+    def scratches(self, like: Array, count: int) -> tuple[Array, ...]:
+        buffers = self._scratch
+        if len(buffers) < count or buffers[0].shape != like.shape or buffers[0].dtype != like.dtype:
+            keep = max(count, len(buffers)) if buffers and buffers[0].shape == like.shape else count
+            buffers = self._scratch = tuple(np.empty_like(like) for _ in range(keep))
             self._one = constant(1.0, like.dtype)
-        return buf
+        return buffers
+
+    def masks(self, like: Array, count: int) -> tuple[Array, ...]:
+        masks = self._masks
+        if len(masks) < count or masks[0].shape != like.shape:
+            keep = max(count, len(masks)) if masks and masks[0].shape == like.shape else count
+            masks = self._masks = tuple(np.empty(like.shape, dtype=bool) for _ in range(keep))
+        return masks
+
+    def flat(self, z: Array, low: float, high: float) -> Array:
+        """The boolean mask z <= low or z > high (a kept buffer): where an activation clipped to [low, high] is
+        flat, taking the left derivative at both kinks (as relu'(0) = 0): 0 at `low`, the slope at `high`.
+
+        Backward zeroes dL/da there with `np.putmask`; multiplying by the mask instead would make numpy cast
+        the booleans into a buffer of its own on every batch.
+        """
+        below, above = self.masks(z, 2)
+        np.less_equal(z, constant(low, z.dtype), out=below)
+        np.greater(z, constant(high, z.dtype), out=above)
+        below |= above
+        return below
