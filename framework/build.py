@@ -218,12 +218,12 @@ def _prepare(
     model = build_model(experiment, registry, X_train.shape[1], dtype, init_rng)
     loss = registry.create("loss", experiment.loss.name, experiment.loss.component_params(), where="loss", expect=Loss)
     n_outputs = model.output_dim
+    problem = loss.check_outputs(n_outputs, bundle.task, bundle.n_classes)
     if bundle.task not in loss.tasks:
         raise ConfigError(
             f"loss.name: loss {loss.name!r} is for {', '.join(loss.tasks)} tasks, but dataset "
-            f"{experiment.data.name!r} is a {bundle.task} task"
+            f"{experiment.data.name!r} is a {bundle.task} task" + (f": {problem}" if problem else "")
         )
-    problem = loss.check_outputs(n_outputs, bundle.task, bundle.n_classes)
     if problem:
         raise DataError(f"model.layers: the last layer has {n_outputs} units, but {problem}")
     if bundle.task == "regression":
@@ -269,6 +269,9 @@ def _prepare(
 
     classes = list(bundle.target_names) or [str(i) for i in range(bundle.n_classes or 0)]
     loss.adapt(np.asarray(y_train), bundle.task, classes if bundle.task != "regression" else [])
+    weights = getattr(loss, "class_weights", None)
+    if weights is not None:  # as adapted to the training split ("balanced", names): `evaluate` rebuilds this loss
+        model.loss_spec["class_weight"] = {str(i): float(w) for i, w in enumerate(weights)}
 
     def loss_targets(y: Any, split: str) -> Any:
         if target_scaler is not None:

@@ -25,7 +25,7 @@ def test_a_saved_model_predicts_the_same_after_loading(tmp_path: Path) -> None:
     np.testing.assert_allclose(loaded.predict(X).sum(axis=1), 1.0, rtol=1e-5)
     description = json.loads((tmp_path / "model" / "model.json").read_text())
     assert description["layers"][0]["activation"] == "relu"
-    assert description["loss"] == {"name": "cross_entropy"}
+    assert description["loss"] == {"name": "cross_entropy", "label_smoothing": 0.0, "class_weight": None}
     assert len(description["target_names"]) == 10
 
 

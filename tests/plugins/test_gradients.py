@@ -19,6 +19,7 @@ from framework.components import Activation, Array, Loss, Task
 from framework.model import Dense
 from framework.pluginmanager import create_plugin_manager
 from framework.registry import Registry
+from framework.testing.loss_check import loss_problems
 from framework.testing.numeric import away_from_zero, numerical_gradient
 
 # Every plugin of the `backprop` entry-point group, built-ins included, exactly as a run loads them.
@@ -166,13 +167,10 @@ LOSS_CASES = [
 def make_problem(
     loss: Loss, task: Task, n_outputs: int, n_classes: int | None, dtype: np.dtype[Any], seed: int = 0
 ) -> tuple[Array, Array]:
-    """Random outputs (logits) and the prepared targets of a batch of 6 samples."""
-    rng = np.random.default_rng(seed)
-    n = 6
-    # Regression values, or class labels with every class present.
-    y = rng.normal(size=(n, n_outputs)) if n_classes is None else rng.permutation(np.arange(n) % n_classes)
-    outputs = (2 * rng.normal(size=(n, n_outputs))).astype(dtype)
-    return outputs, loss.prepare_targets(y, n_outputs, dtype)
+    """Random outputs (logits) and the prepared targets of a batch of 6 samples: the first kind of regression
+    target the loss accepts (normal values, non-negative counts, distributions), or class labels."""
+    problem = loss_problems(loss, task, n_outputs, n_classes, dtype, seed)[0]
+    return problem.outputs, problem.targets
 
 
 def test_every_loss_has_a_test_case() -> None:
