@@ -14,9 +14,10 @@ pytest's output. What is checked, per kind:
 
 - every kind: a valid `name`, a docstring, strict `Params` (unknown keys refused, every field described);
 - activation, loss, layer: gradients against central finite differences in float64, float32 preserved,
-  shapes, inputs left unchanged, determinism; an element-wise activation gives the same values for any layout
-  of the batch, one with `elementwise = False` treats each row on its own; for a layer also that `bind` adopts the arrays it is given
-  and that its buffers (running statistics) are stable, keep the dtype and act only through their values;
+  shapes, inputs left unchanged, determinism; an element-wise activation gives the same values for any
+  layout of the batch, one with `elementwise = False` treats each row on its own; for a layer also that
+  `bind` adopts the arrays it is given and that its buffers (running statistics) are stable, keep the dtype
+  and act only through their values;
 - optimizer: in-place updates that descend, determinism, float32 kept, exact resume through
   `state_dict()`/`load_state_dict()`, and the flat-array equivalence that `elementwise = True` promises;
 - initializer: float64 finite arrays of the asked shape (kernels and biases), the same values for the same
