@@ -103,6 +103,17 @@ class LayerNorm:
         return N.layer_norm(x, self.gamma, self.beta, self.eps)
 
 
+class ActivationLayer:
+    """y = f(x), as the `activation` layer computes it."""
+
+    def __init__(self, spec: dict[str, Any], weights: Weights, prefix: str) -> None:
+        name, params = _spec(spec.get("activation", "relu"))
+        self.activation = F.activation_function(name, params)
+
+    def __call__(self, x: Array) -> Array:
+        return self.activation(x)
+
+
 class Identity:
     """y = x: what `dropout` and `gaussian_noise` are at inference."""
 
@@ -119,6 +130,7 @@ LAYERS: dict[str, Callable[[dict[str, Any], Weights, str], Callable[[Array], Arr
     "layer_norm": LayerNorm,
     "dropout": Identity,
     "gaussian_noise": Identity,
+    "activation": ActivationLayer,
 }
 """The built-in layers this module computes, by their registered names."""
 
@@ -166,7 +178,7 @@ class BackpropModel:
         for i, spec in enumerate(description.get("layers", [])):
             if spec.get("type") not in LAYERS:
                 problems.append(f"layer {i} of type {spec.get('type')!r}")
-            elif spec.get("type") == "dense" and _spec(spec.get("activation", "identity"))[0] not in F.ACTIVATIONS:
+            elif "activation" in spec and _spec(spec["activation"])[0] not in F.ACTIVATIONS:
                 problems.append(f"activation {_spec(spec.get('activation'))[0]!r} of layer {i}")
         loss = (description.get("loss") or {}).get("name")
         if loss is not None and loss not in F.LOSS_LINKS:

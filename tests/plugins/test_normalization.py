@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 import tracemalloc
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
+import framework
 from framework import Experiment
 from framework.build import prepare_run
 from framework.errors import ConfigError
@@ -16,8 +18,11 @@ from framework.functional import normalization
 from framework.pluginmanager import create_plugin_manager
 from framework.registry import Registry
 from framework.testing import check_component, check_layer
+from framework.testing.layer_check import attach_installed_components
 from framework.testing.numeric import assert_gradient, numerical_gradient
+from plugins.layers.activation import ActivationLayer
 from plugins.layers.normalization import BatchNorm, LayerNorm
+from plugins.tracking import backprop_pyfunc
 from tests.helpers import digits_config
 
 F64 = np.dtype(np.float64)
@@ -411,3 +416,32 @@ class ForgetsTheVarianceTerm(BatchNorm):
 def test_the_kit_catches_a_broken_batch_norm(cls: type[BatchNorm], message: str) -> None:
     with pytest.raises(AssertionError, match=message):
         check_layer(cls())
+
+
+# -- the activation layer: dense -> batch_norm -> activation ------------------------------------------------
+
+
+def test_the_activation_layer_applies_its_activation_with_params() -> None:
+    for spec in ("gelu", {"name": "leaky_relu", "negative_slope": 0.2}, "softmax"):
+        check_layer(ActivationLayer(activation=spec))
+    layer = ActivationLayer(activation={"name": "leaky_relu", "negative_slope": 0.2})
+    attach_installed_components(layer)
+    layer.build(3, np.dtype(np.float64), np.random.default_rng(0))
+    x = np.array([[-2.0, 0.5, 3.0]])
+    np.testing.assert_array_equal(layer.forward(x, False), [[-0.4, 0.5, 3.0]])  # 0.2 * -2 = -0.4 exactly
+
+
+def test_dense_batch_norm_activation_trains_and_predicts_the_same_through_the_numpy_loader(tmp_path: Path) -> None:
+    config = digits_config(training={"epochs": 3, "batch_size": 32})
+    config["model"]["layers"] = [
+        {"units": 32},
+        {"type": "batch_norm"},
+        {"type": "activation", "activation": {"name": "elu", "alpha": 0.5}},
+        {"units": 10},
+    ]
+    result = framework.fit(Experiment.from_dict(config), track=False)
+    assert result.final_metrics["val_accuracy"] > 0.8
+    result.model.save(tmp_path / "model")
+    X = np.random.default_rng(1).normal(8, 4, size=(20, 64))
+    numpy_only = backprop_pyfunc.load(tmp_path / "model", use_backprop=False)
+    np.testing.assert_array_equal(numpy_only.predict(X), result.model.predict(X))
