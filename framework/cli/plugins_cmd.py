@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -183,3 +184,45 @@ def check(
             raise typer.Exit(2)
         active = sum(1 for info in inventory.host.infos.values() if info.status == "active")
         typer.echo(f"ok: {active} plugins, {count} components, {len(inventory.hook_order())} hooks implemented")
+
+
+@plugins_app.command("reference")
+def reference(
+    only: Annotated[
+        list[str] | None,
+        typer.Option("--only", help="Only the components of this plugin (repeatable; default: every plugin)."),
+    ] = None,
+    builtin: Annotated[bool, typer.Option("--builtin", help="Only backprop's own plugins (docs/components/).")] = False,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Write one page per kind and an index into this folder (default: print)."),
+    ] = None,
+    disable_plugin: DisablePlugin = None,
+    plugin: AddPlugin = None,
+) -> None:
+    """The reference of the components, in Markdown: each one's rule (its docstring) and its params."""
+    with user_errors():
+        from importlib.metadata import distribution
+
+        from framework.errors import UserError
+        from framework.reference import reference_pages
+
+        inventory = take_inventory(disable_plugin, plugin, strict=True)
+        plugins = list(only or [])
+        if builtin:
+            plugins += [ep.name for ep in distribution("backprop").entry_points if ep.group == "backprop"]
+        unknown = sorted(set(plugins) - set(inventory.host.infos))
+        if unknown:
+            loaded = ", ".join(sorted(inventory.host.infos))
+            raise UserError(f"--only: no plugin named {', '.join(map(repr, unknown))}; loaded: {loaded}")
+        title = "Built-in components" if builtin and not only else "Components"
+        pages = reference_pages(inventory.registry, plugins or None, title=title)
+        if output is None:
+            typer.echo("\n".join(pages.values()), nl=False)
+            return
+        if output.exists() and not output.is_dir():
+            raise UserError(f"--output: {str(output)!r} is a file; give a folder")
+        output.mkdir(parents=True, exist_ok=True)
+        for name, text in pages.items():
+            (output / name).write_text(text, encoding="utf-8")
+        typer.echo(f"wrote {len(pages)} pages to {output}")
