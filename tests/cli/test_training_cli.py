@@ -28,7 +28,10 @@ name = "digits"
 validation_split = 0.2
 
 [model]
-layers = [{ units = 16, activation = "relu" }, { type = "dropout", rate = 0.2 }, { units = 10 }]
+# batch_norm: its running statistics are buffers that the checkpoints must carry for a bit-exact resume.
+layers = [
+  { units = 16, activation = "relu" }, { type = "batch_norm" }, { type = "dropout", rate = 0.2 }, { units = 10 },
+]
 
 [loss]
 name = "cross_entropy"
@@ -100,6 +103,7 @@ def test_sigint_mid_run_then_resume_ends_bit_identical(tmp_path: Path) -> None:
     assert uninterrupted.returncode == 0, uninterrupted.stderr
     name = f"epoch-{target:04d}"
     assert_same_checkpoint(run_dir / name, run_dir_of(fresh) / name)
+    assert "layer1.running_var" in load_arrays(run_dir / name / "model" / "weights.npz")
     # The model each run returned (best weights restored) is saved beside the checkpoints: identical too.
     final_a = load_arrays(run_dir / "model" / "weights.npz")
     final_b = load_arrays(run_dir_of(fresh) / "model" / "weights.npz")
@@ -186,3 +190,14 @@ def test_predict_takes_a_saved_model_directory(tmp_path: Path) -> None:
         np.testing.assert_array_equal(printed, result.model.predict(X).astype(np.float64))
     done = CliRunner().invoke(app, ["predict", str(tmp_path / "model"), "--input", str(tmp_path / "nope.csv")])
     assert done.exit_code == 2 and "not found" in done.output
+
+
+def test_the_modern_digits_experiment_uses_this_rounds_blocks_and_reaches_097() -> None:
+    from framework import Experiment, fit
+
+    experiment = Experiment.from_file(EXPERIMENTS / "digits_modern.toml")
+    text = str(experiment.to_dict())
+    for block in ("'batch_norm'", "'gelu'", "'silu'", "'he_normal'", "'label_smoothing': 0.1"):
+        assert block in text, block
+    result = fit(experiment, track=False)
+    assert result.final_metrics["val_accuracy"] >= 0.97

@@ -115,3 +115,37 @@ def test_yaml_is_parsed_safely(tmp_path: Path) -> None:
 
 def test_flatten_gives_dotted_keys() -> None:
     assert flatten({"a": {"b": 1}, "l": [{"u": 2}], "e": []}) == {"a.b": 1, "l.0.u": 2, "e": []}
+
+
+def test_an_activation_named_by_a_string_takes_params_from_set() -> None:
+    data = xor_config()
+    apply_overrides(data, ["model.layers.0.activation=leaky_relu", "model.layers.0.activation.negative_slope=0.2"])
+    assert data["model"]["layers"][0]["activation"] == {"name": "leaky_relu", "negative_slope": 0.2}
+    apply_overrides(data, ["model.layers.0.activation=tanh"])  # a name replaces the whole table
+    assert data["model"]["layers"][0]["activation"] == "tanh"
+
+
+def test_a_resolved_activation_is_written_out_logged_flat_and_runs_again() -> None:
+    from framework import fit
+    from framework.build import resolve
+    from framework.pluginmanager import create_plugin_manager
+    from framework.registry import Registry
+
+    registry = Registry.from_host(create_plugin_manager(strict=True))
+    data = xor_config()
+    data["model"]["layers"][0]["activation"] = "leaky_relu"
+    data["model"]["layers"][1]["init"] = {"name": "orthogonal"}
+    resolved = resolve(Experiment.from_dict(data), registry)
+    layers = resolved.to_dict()["model"]["layers"]
+    # Defaults written out: the table of an activation with params, the bare name of one without.
+    assert layers[0]["activation"] == {"name": "leaky_relu", "negative_slope": 0.01}
+    assert layers[1]["activation"] == "sigmoid" and layers[1]["init"] == {"name": "orthogonal", "gain": 1.0}
+    assert layers[0]["init"] == "auto" and layers[0]["bias_init"] == "zeros"
+    flat = resolved.flat()
+    assert flat["model.layers.0.activation.name"] == "leaky_relu"
+    assert flat["model.layers.0.activation.negative_slope"] == 0.01
+    assert flat["model.layers.1.activation"] == "sigmoid"
+    # The resolved config runs again as it is, to the same numbers.
+    first = fit(Experiment.from_dict(resolved.to_dict()), track=False)
+    second = fit(Experiment.from_dict(data), track=False)
+    assert first.history.metrics == second.history.metrics
