@@ -1,8 +1,9 @@
-"""The benchmark suite of issue 6: backprop against the numpy floor, scikit-learn and PyTorch on W1-W5.
+"""The benchmark suite: backprop against the numpy floor, scikit-learn and PyTorch on W1-W5 (and W2bn).
 
     python benchmarks/suite.py [--rounds 7] [--workloads W1,W2] [--no-torch] [--smoke] [--json PATH]
 
-(`make bench` runs it.) Workloads W1-W5 are those of research/performance.md (see workloads.py); the
+(`make bench` runs it.) Workloads W1-W5 are those of research/performance.md, W2bn is W2 with gelu and
+batch_norm against a hand-written floor of its own (issue 14; see workloads.py and floor_norm.py); the
 systems run interleaved, round by round, after one warm-up round that is not counted, on one BLAS thread
 (threadpoolctl) with OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset. How each system's time per epoch is taken
 is in systems.py. Also measured: the float32 one-thread GEMM peak (a 2048 x 2048 matmul, best of 10, before
@@ -64,7 +65,7 @@ def reexec_without_openblas_overrides() -> None:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7, help="measured rounds (after one warm-up round)")
-    parser.add_argument("--workloads", default="W1,W2,W3,W4,W5", help="comma-separated workload ids")
+    parser.add_argument("--workloads", default="W1,W2,W2bn,W3,W4,W5", help="comma-separated workload ids")
     parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out even if it is installed")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, 1 round, no warm-up: checks it runs")
     parser.add_argument("--json", type=Path, help="write the results here (default benchmarks/results/)")
@@ -152,9 +153,7 @@ def mlflow_store() -> Any:
 
 
 def system_names(wl: Workload, with_torch: bool) -> list[str]:
-    names = ["backprop", "floor", "sklearn"]
-    if with_torch:
-        names.append("torch")
+    names = ["backprop", "floor", *(p for p in wl.peers if p != "torch" or with_torch)]
     if wl.tracked:
         names.append("backprop_tracked")
     return names
@@ -430,7 +429,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(message, file=sys.stderr, flush=True)
 
     wanted = [w.strip().upper() for w in args.workloads.split(",") if w.strip()]
-    workloads = [w.smoke() if args.smoke else w for w in WORKLOADS if w.id in wanted]
+    workloads = [w.smoke() if args.smoke else w for w in WORKLOADS if w.id.upper() in wanted]
     if not workloads:
         raise SystemExit(f"no workload among {wanted}; choose from {[w.id for w in WORKLOADS]}")
     with_torch = not args.no_torch and torch_available()

@@ -50,7 +50,7 @@ class EpochTimer:
 
     @hookimpl
     def before_fit(self, trainer: Trainer) -> None:
-        self.initial = trainer.model.get_weights()
+        self.initial = [p.copy() for p in trainer.model.parameters()]  # the trained ones, not the buffers
 
     @hookimpl
     def before_epoch(self) -> None:
@@ -109,7 +109,13 @@ def run_backprop(wl: Workload, data: Data, init: list[np.ndarray] | None, *, tra
 
 def run_floor(wl: Workload, data: Data, init: list[np.ndarray] | None) -> Run:
     rng = np.random.default_rng(0)
-    net = FloorMLP(wl.sizes, wl.activations, wl.lr, wl.momentum, np.float32, rng, loss=wl.loss, weights=init)
+    net: Any
+    if wl.batch_norm:  # W2bn: dense -> gelu -> batch_norm layers, written out by hand in floor_norm.py
+        from floor_norm import FloorNormMLP  # imports scipy (its erf), which only W2bn needs
+
+        net = FloorNormMLP(wl.sizes, wl.lr, wl.momentum, np.float32, rng, weights=init)
+    else:
+        net = FloorMLP(wl.sizes, wl.activations, wl.lr, wl.momentum, np.float32, rng, loss=wl.loss, weights=init)
     times = []
     for _ in range(wl.epochs):
         start = time.perf_counter()

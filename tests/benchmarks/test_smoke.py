@@ -23,10 +23,11 @@ def test_smoke_run_covers_every_workload_and_system(tmp_path: Path) -> None:
     result = suite.main(["--smoke", "--json", str(out)])
 
     assert json.loads(out.read_text()) == json.loads(json.dumps(result))
-    assert list(result["workloads"]) == ["W1", "W2", "W3", "W4", "W5"]
+    assert list(result["workloads"]) == ["W1", "W2", "W2bn", "W3", "W4", "W5"]
     for wl_id, workload in result["workloads"].items():
         assert workload["errors"] == {}, wl_id
-        expected = {"backprop", "floor", "sklearn"} | ({"torch"} if torch_available() else set())
+        peers = {"sklearn"} | ({"torch"} if torch_available() else set())
+        expected = {"backprop", "floor"} | (peers if wl_id != "W2bn" else set())  # W2bn: against the floor only
         if wl_id in {"W2", "W3"}:
             expected.add("backprop_tracked")
         assert set(workload["systems"]) == expected, wl_id
