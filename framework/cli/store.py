@@ -7,25 +7,14 @@ mlflow itself is imported only by the functions that need it.
 from __future__ import annotations
 
 import os
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 from framework.errors import UserError
+from framework.mlflow_store import DEFAULT_DB, tracking_uri
 
-DEFAULT_DB = "mlflow.db"
+__all__ = ["DEFAULT_DB", "check_store", "client", "get_run", "is_http", "sqlite_path", "tracking_uri"]
 PROBE_TIMEOUT_S = 5.0
-
-
-def tracking_uri() -> str:
-    """The store's URI, with a relative sqlite path made absolute (so a server started elsewhere finds it)."""
-    uri = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
-    if not uri:
-        return f"sqlite:///{Path.cwd() / DEFAULT_DB}"
-    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        return f"sqlite:///{(Path.cwd() / uri.removeprefix('sqlite:///')).resolve()}"
-    return uri
 
 
 def is_http(uri: str) -> bool:
@@ -46,6 +35,9 @@ def check_store(uri: str) -> None:
             "directory you trained in, or set MLFLOW_TRACKING_URI"
         )
     if is_http(uri):
+        import urllib.error
+        import urllib.request  # here: every command imports this module
+
         try:
             urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=PROBE_TIMEOUT_S).close()
         except urllib.error.HTTPError:

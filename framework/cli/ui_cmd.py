@@ -14,8 +14,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from typing import Annotated, Any
 
 import typer
@@ -111,6 +109,9 @@ def _check_port_free(host: str, port: int) -> None:
 
 
 def _wait_healthy(base: str, server: subprocess.Popen[bytes]) -> bool:
+    import urllib.error
+    import urllib.request  # here, not at the top: every command imports this module (15 ms)
+
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while time.monotonic() < deadline:
         if server.poll() is not None:
@@ -125,6 +126,9 @@ def _wait_healthy(base: str, server: subprocess.Popen[bytes]) -> bool:
 
 def _experiments(base: str) -> list[dict[str, Any]]:
     """The experiments other than MLflow's empty "Default" (if there are any), most recently updated first."""
+    import urllib.error
+    import urllib.request
+
     body = json.dumps({"max_results": 50, "order_by": ["last_update_time DESC"]}).encode()
     request = urllib.request.Request(
         base + "/api/2.0/mlflow/experiments/search", data=body, headers={"Content-Type": "application/json"}
