@@ -21,15 +21,14 @@ import logging
 import re
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 from pydantic import Field
 
 from framework import Callback, FitResult, Params, Trainer, hookimpl
 from framework.errors import UserError
-from framework.mlflow_store import open_client
+from framework.mlflow_store import tracking_uri
 from plugins.tracking import artifacts
 from plugins.tracking.context import (
     HTTP_CLIENT_SETTINGS,
@@ -41,16 +40,14 @@ from plugins.tracking.context import (
     is_http,
     run_tags,
     status_of,
-    url_printing_suppressed,
 )
-from plugins.tracking.sender import MetricSender, StepLosses, send_points
+from plugins.tracking.sender import MetricSender, StepLosses
+from plugins.tracking.stores import TrackingStore, open_store
 from plugins.tracking.writer import Point
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 # Server-enforced limits (mlflow/utils/validation.py; research/mlflow.md §3).
-MAX_PARAMS_PER_BATCH = 100
 MAX_PARAM_LENGTH = 6000  # longer values: cut here, whole in config.json
 MAX_KEY_LENGTH = 250
 MAX_ERROR_LENGTH = 1000
@@ -82,7 +79,7 @@ class MlflowTracking(Callback):
 
     run_id: str | None = None  # the MLflow run, while it is open
     unsent_dir: Path | None = None  # where what could not be sent was saved, if anything
-    _client: Any = None
+    _store: TrackingStore | None = None
     _sender: MetricSender | None = None
     _steps: StepLosses | None = None
     _epoch_end_ms = 0  # when the previous epoch ended: the batch losses' timestamps run from here
@@ -92,76 +89,58 @@ class MlflowTracking(Callback):
     # tryfirst: other callbacks' before_fit already see `trainer.run_id`.
     @hookimpl(tryfirst=True)
     def before_fit(self, trainer: Trainer) -> None:
-        import mlflow  # 1.2 s: only when tracking is on (research/mlflow.md §1)
-
-        uri = mlflow.get_tracking_uri()
+        uri = tracking_uri()
         check_reachable(uri)
         if is_http(uri):
             self._env = EnvSettings(HTTP_CLIENT_SETTINGS)
-        # MlflowClient, not the fluent API: no process-global active run, so runs (and threads) never mix.
-        # A SQLite store is created or migrated under a file lock: two fresh processes must not race in it.
-        client = self._client = with_retries(lambda: open_client(uri), "opening the store")
         experiment = trainer.experiment
+        # A local SQLite store of a known schema is written directly (milliseconds); any other through
+        # MlflowClient (seconds to import), created or migrated under a file lock (framework.mlflow_store).
+        store = self._store = open_store(uri, self.params.experiment or experiment.name)
         resume_id = getattr(trainer, "resume_run_id", None)
         if resume_id:
-            existing = self._reopen(client, resume_id)
+            existing = store.reopen_run(resume_id)
+            run_id = resume_id
         else:
-            name = self.params.experiment or experiment.name
-            experiment_id = with_retries(lambda: _experiment_id(client, name), "finding the experiment")
             run_name = self.params.run_name or default_run_name(trainer)
-            run = with_retries(
-                lambda: client.create_run(experiment_id, run_name=run_name, tags=run_tags(trainer)), "creating the run"
-            )
+            run_id = store.create_run(run_name, run_tags(trainer))
             existing = {}
-        self.run_id = trainer.run_id = run_id = resume_id or run.info.run_id
+        self.run_id = trainer.run_id = run_id
         log.info("MLflow run %s at %s", run_id, uri)
-        self._log_params(client, run_id, experiment.flat(), existing)
+        self._log_params(store, run_id, experiment.flat(), existing)
         try:
-            client.log_dict(run_id, experiment.to_dict(), "config.json")
+            store.log_dict(run_id, experiment.to_dict(), "config.json")
         except OSError as exc:  # checked before training: an unwritable artifact store is found in seconds
             self.run_id = None
-            with url_printing_suppressed():
-                client.set_tag(run_id, "backprop.error", cut(f"{type(exc).__name__}: {exc}", MAX_ERROR_LENGTH))
-                client.set_terminated(run_id, "FAILED")
-            where = client.get_run(run_id).info.artifact_uri
+            store.set_tags(run_id, {"backprop.error": cut(f"{type(exc).__name__}: {exc}", MAX_ERROR_LENGTH)})
+            store.end_run(run_id, "FAILED")
+            where = store.artifact_uri(run_id)
             raise UserError(
                 f"MLflow cannot store the artifacts of run {run_id} in {where} ({type(exc).__name__}: {exc}); "
                 "help: fix that directory (or the store's artifact location), or train without tracking (--no-track)"
             ) from None
         if not resume_id:
             try:
-                artifacts.log_dataset(client, trainer, run_id)
+                store.log_dataset(run_id, trainer)
             except Exception as exc:  # the data's description is not worth a run
                 log.warning("MLflow: logging the training data of run %s failed: %s", run_id, exc)
-        self._sender = MetricSender(client, run_id, offload=not is_http(uri))
+        self._sender = MetricSender(store, run_id, offload=not is_http(uri))
         every = self.params.log_every_n_steps
         self._steps = StepLosses(every, trainer) if every is not None else None
         self._epoch_end_ms = int(time.time() * 1000)
         self._fit_started = time.monotonic()
         self._epoch_ms: dict[int, int] = {}  # each epoch's timestamp: the model's metrics reuse them
 
-    def _reopen(self, client: Any, run_id: str) -> dict[str, str]:
-        """Mark a resumed run RUNNING again and return its params."""
-        from mlflow.exceptions import MlflowException
-
-        try:
-            run = client.get_run(run_id)
-        except MlflowException:
-            raise UserError(f"--resume: MLflow run {run_id!r} not found in {client.tracking_uri}") from None
-        client.update_run(run_id, status="RUNNING")
-        return dict(run.data.params)
-
     @staticmethod
-    def _log_params(client: Any, run_id: str, flat: dict[str, Any], existing: dict[str, str]) -> None:
+    def _log_params(store: TrackingStore, run_id: str, flat: dict[str, Any], existing: dict[str, str]) -> None:
         """The flat config as params, within MLflow's limits; never an error for a long value or key.
 
         A value over MAX_PARAM_LENGTH is cut (and named in the `backprop.truncated_params` tag), a key MLflow
         refuses is left out (`backprop.skipped_params`); both are whole in `config.json`. A resumed run keeps
         its params (MLflow's are immutable); changed ones are named in `backprop.resume_changed_params`.
         """
-        from mlflow.entities import Param, RunTag
-
-        params, truncated, skipped, changed = [], [], [], []
+        params: dict[str, str] = {}
+        truncated, skipped, changed = [], [], []
         for key, value in flat.items():
             text = str(value)
             if len(key) > MAX_KEY_LENGTH or not _VALID_KEY.match(key):
@@ -174,17 +153,17 @@ class MlflowTracking(Callback):
                 if existing[key] != text:
                     changed.append(key)
                 continue
-            params.append(Param(key, text))
-        for i in range(0, len(params), MAX_PARAMS_PER_BATCH):
-            client.log_batch(run_id, params=params[i : i + MAX_PARAMS_PER_BATCH])
+            params[key] = text
+        if params:
+            store.log_params(run_id, params)
         notes = {
             "backprop.truncated_params": truncated,
             "backprop.skipped_params": skipped,
             "backprop.resume_changed_params": changed,
         }
-        tags = [RunTag(k, cut(", ".join(v), MAX_TAG_LENGTH)) for k, v in notes.items() if v]
+        tags = {k: cut(", ".join(v), MAX_TAG_LENGTH) for k, v in notes.items() if v}
         if tags:
-            client.log_batch(run_id, tags=tags)
+            store.set_tags(run_id, tags)
 
     # tryfirst: the epoch's metrics are logged even if another callback's after_epoch then fails.
     @hookimpl(tryfirst=True)
@@ -234,7 +213,8 @@ class MlflowTracking(Callback):
         error: BaseException | None = None,
     ) -> None:
         """Flush metrics, log the last tags and artifacts, set the status; save locally what cannot be sent."""
-        run_id, client, sender = self.run_id, self._client, self._sender
+        run_id, store, sender = self.run_id, self._store, self._sender
+        assert store is not None
         if run_id is None:  # before_fit never created a run, or the run has already ended
             return
         self.run_id, self._sender = None, None
@@ -250,14 +230,14 @@ class MlflowTracking(Callback):
                 except Exception as exc:
                     log.warning("MLflow: batch losses of the last epoch were not computed: %s", exc)
             unsent = sender.close() if sender is not None else []
-            online = sender is None or sender.error is None or self._server_answers(client)
+            online = sender is None or sender.error is None or self._server_answers(store)
             if online and unsent:
-                send_points(client, run_id, unsent)  # the server is back: send what waited
+                store.point_writer(run_id).write(unsent)  # the server is back: send what waited
                 unsent = []
             if online:
-                self._log_end(client, trainer, run_id, status, all_tags)
+                self._log_end(store, trainer, run_id, status, all_tags)
         except Exception as exc:
-            reachable = self._server_answers(client)
+            reachable = self._server_answers(store)
             # The training itself is done: whatever could not be logged (the server went away, or the
             # artifact store cannot be written), the model and the rest are saved locally, never lost.
             self._spool(trainer, run_id, unsent, all_tags, status, error, exc, server_gone=not reachable)
@@ -269,19 +249,16 @@ class MlflowTracking(Callback):
             # the run RUNNING, or FINISHED at exit; research/mlflow.md §6).
             if self.unsent_dir is None or reachable:
                 try:
-                    with url_printing_suppressed():
-                        client.set_terminated(run_id, status)
+                    store.end_run(run_id, status)
                 except Exception as exc:
                     log.warning("MLflow: could not set run %s to %s: %s", run_id, status, exc)
             if self._env is not None:
                 self._env.restore()
                 self._env = None
 
-    def _log_end(self, client: Any, trainer: Trainer, run_id: str, status: str, tags: dict[str, str]) -> None:
-        from mlflow.entities import RunTag
-
-        client.log_batch(run_id, tags=[RunTag(k, cut(v, MAX_TAG_LENGTH)) for k, v in tags.items()])
-        client.log_text(run_id, trainer.history.to_csv(), "history.csv")
+    def _log_end(self, store: TrackingStore, trainer: Trainer, run_id: str, status: str, tags: dict[str, str]) -> None:
+        store.set_tags(run_id, {k: cut(v, MAX_TAG_LENGTH) for k, v in tags.items()})
+        store.log_text(run_id, trainer.history.to_csv(), "history.csv")
         with tempfile.TemporaryDirectory(prefix="backprop-curves-") as tmp:
             try:
                 png = artifacts.curves_png(trainer.history, Path(tmp) / artifacts.CURVES_PNG)
@@ -289,13 +266,13 @@ class MlflowTracking(Callback):
                 log.warning("MLflow: the training curves of run %s were not drawn: %s", run_id, exc)
                 png = None
             if png is not None:
-                client.log_artifact(run_id, str(png))
+                store.log_artifact(run_id, png)
         if status == "FINISHED":  # a failed or interrupted run's weights are not a model to serve
-            artifacts.log_model(client, trainer, run_id, self._model_epoch, self._epoch_ms)
+            store.log_model(run_id, trainer, self._model_epoch, self._epoch_ms)
 
-    def _server_answers(self, client: Any) -> bool:
+    def _server_answers(self, store: TrackingStore) -> bool:
         """Whether the store still answers (always true for a local store: its errors are not outages)."""
-        uri = str(getattr(client, "tracking_uri", ""))
+        uri = store.tracking_uri
         if not is_http(uri):
             return True
         try:
@@ -342,45 +319,6 @@ class MlflowTracking(Callback):
             run_id,
             where,
         )
-
-
-LOCK_RETRIES = 6
-"""Attempts at a store operation that SQLite refuses with "database is locked" (backoff 0.25 s, doubling)."""
-
-
-def with_retries(action: Callable[[], T], what: str) -> T:
-    """`action()`, retried with exponential backoff while a SQLite store says "database is locked"."""
-    delay = 0.25
-    for attempt in range(LOCK_RETRIES):
-        try:
-            return action()
-        except Exception as exc:
-            if "database is locked" not in str(exc) or attempt == LOCK_RETRIES - 1:
-                raise
-            log.info("MLflow: %s: the database is locked; retrying in %.2f s", what, delay)
-            time.sleep(delay)
-            delay *= 2
-    raise AssertionError("unreachable")
-
-
-def _experiment_id(client: Any, name: str) -> str:
-    """The id of the MLflow experiment `name`, created if it does not exist yet."""
-    from mlflow.exceptions import MlflowException
-
-    found = client.get_experiment_by_name(name)
-    if found is None:
-        try:
-            return str(client.create_experiment(name))
-        except MlflowException:
-            found = client.get_experiment_by_name(name)  # created meanwhile by a parallel run
-            if found is None:
-                raise
-    if found.lifecycle_stage == "deleted":
-        raise UserError(
-            f"tracking.experiment: MLflow experiment {name!r} is deleted; restore it "
-            f"(mlflow experiments restore --experiment-id {found.experiment_id}) or choose another name"
-        )
-    return str(found.experiment_id)
 
 
 @hookimpl

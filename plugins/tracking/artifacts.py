@@ -29,40 +29,93 @@ UNSENT_DIR = "backprop-unsent"
 INPUT_EXAMPLE_ROWS = 5
 
 
+LOG_SCALE_RATIO = 20.0
+"""A panel whose positive values span more than this factor is drawn on a log axis: a loss falls by orders of
+magnitude, and on a linear axis every curve is flat after the first epochs."""
+
+
 def curves_png(history: History, path: Path) -> Path | None:
-    """Loss and each metric per epoch, train against validation, one panel each; None without epochs."""
+    """Loss and each metric per epoch, train against validation, one panel each; None without epochs.
+
+    Drawn with matplotlib's Agg canvas directly (no pyplot: no global figure state, no GUI backend to pick).
+    The loss panel (and any other whose values are positive and span over `LOG_SCALE_RATIO`) has a log axis.
+    """
     bases = list(dict.fromkeys(key.split("_", 1)[1] for key in history.metrics if key.startswith(("train_", "val_"))))
     if not history.epochs or not bases:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display: render to a file only
-    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     epochs = [e + 1 for e in history.epochs]
-    fig, axes = plt.subplots(1, len(bases), figsize=(4.2 * len(bases), 3.4), squeeze=False)
-    try:
-        for ax, base in zip(axes[0], bases, strict=True):
-            for split, style in (("train", "-"), ("val", "--")):
-                values = history.metrics.get(f"{split}_{base}")
-                if values is not None:
-                    ax.plot(epochs, values, style, marker="." if len(epochs) < 30 else None, label=split)
-            ax.set_title(base)
-            ax.set_xlabel("epoch")
-            ax.grid(alpha=0.3)
-            ax.legend()
-        fig.tight_layout()
-        fig.savefig(path, dpi=100)
-    finally:
-        plt.close(fig)
+    fig = Figure(figsize=(4.2 * len(bases), 3.4), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(bases), squeeze=False)[0]
+    for ax, base in zip(axes, bases, strict=True):
+        shown: list[float] = []
+        for split, style in (("train", "-"), ("val", "--")):
+            values = history.metrics.get(f"{split}_{base}")
+            if values is not None:
+                ax.plot(epochs, values, style, marker="." if len(epochs) < 30 else None, label=split)
+                shown += [v for v in values if math.isfinite(v)]
+        if shown and min(shown) > 0 and max(shown) / min(shown) > LOG_SCALE_RATIO:
+            ax.set_yscale("log")
+            base_label = f"{base} (log scale)"
+        else:
+            base_label = base
+        ax.set_title(base)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(base_label)
+        ax.grid(alpha=0.3, which="both" if ax.get_yscale() == "log" else "major")
+        ax.legend()
+    fig.savefig(path)
     return path
 
 
 def pip_requirements() -> list[str]:
-    """What the logged model needs: numpy and mlflow, at the versions that logged it (explicit: §5)."""
-    import mlflow
+    """What the logged model needs: numpy and mlflow, at the versions that logged it (explicit: §5).
 
-    return [f"mlflow=={mlflow.__version__}", f"numpy=={np.__version__}"]
+    Read from the installed distributions' metadata, so that MLflow need not be imported for it.
+    """
+    from importlib.metadata import version
+
+    return [f"mlflow=={version('mlflow')}", f"numpy=={np.__version__}"]
+
+
+def model_files(trainer: Trainer, directory: Path, epoch: int | None, stamps: dict[int, int] | None) -> dict[str, Any]:
+    """What a logged model is made of, written into `directory`: the saved model and the code MLflow ships
+    with it, its signature (dtype, inputs, outputs), an input example (the first rows of the raw features),
+    the pip requirements, and the step and metrics of `epoch`, the epoch whose weights it holds.
+
+    The keyword arguments of `plugins.tracking.local.models.log_pyfunc_model`; `log_model` uses them too.
+    """
+    from framework.serialize import save_model
+    from plugins.tracking import backprop_pyfunc
+
+    model = trainer.model
+    dtype = np.dtype(model.dtype)
+    bundle = getattr(trainer, "dataset", None)  # set by framework.build: the raw features
+    features = bundle.X[:INPUT_EXAMPLE_ROWS] if bundle is not None else np.zeros((1, model.input_dim))
+    raw = np.asarray(features, dtype=dtype)
+    n_out = int(model.predict(raw[:1]).shape[1])
+    history = trainer.history
+    metrics: list[tuple[str, float, int, int]] = []
+    if epoch is not None and epoch in history.epochs:
+        row = history.epochs.index(epoch)
+        stamp = (stamps or {}).get(epoch, int(time.time() * 1000))
+        metrics = [
+            (key, float(values[row]), stamp, epoch)
+            for key, values in history.metrics.items()
+            if math.isfinite(values[row])
+        ]
+    return {
+        "model_dir": save_model(model, directory / "backprop_model"),
+        "code_paths": [Path(backprop_pyfunc.__file__), shipped_functional(directory)],
+        "signature": (dtype.name, int(model.input_dim), n_out),
+        "input_example": raw,
+        "pip_requirements": pip_requirements(),
+        "step": epoch if epoch is not None else 0,
+        "metrics": metrics,
+    }
 
 
 def log_model(
@@ -85,24 +138,15 @@ def log_model(
     from mlflow.models import Model, ModelSignature
     from mlflow.types import Schema, TensorSpec
 
-    from framework.serialize import save_model
-    from plugins.tracking import backprop_pyfunc
-
-    model = trainer.model
-    dtype = np.dtype(model.dtype)
-    bundle = getattr(trainer, "dataset", None)  # set by framework.build: the raw features
-    features = bundle.X[:INPUT_EXAMPLE_ROWS] if bundle is not None else np.zeros((1, model.input_dim))
-    raw = np.asarray(features, dtype=dtype)
-    n_out = int(model.predict(raw[:1]).shape[1])
-    signature = ModelSignature(
-        inputs=Schema([TensorSpec(dtype, (-1, model.input_dim))]),
-        outputs=Schema([TensorSpec(dtype, (-1, n_out))]),
-    )
     experiment_id = client.get_run(run_id).info.experiment_id
     logged = client.create_logged_model(experiment_id, name=MODEL_NAME, source_run_id=run_id, model_type="backprop")
     with tempfile.TemporaryDirectory(prefix="backprop-model-") as tmp:
-        data = save_model(model, Path(tmp) / "backprop_model")
-        functional = shipped_functional(Path(tmp))
+        files = model_files(trainer, Path(tmp), epoch, stamps)
+        dtype, n_in, n_out = files["signature"]
+        signature = ModelSignature(
+            inputs=Schema([TensorSpec(np.dtype(dtype), (-1, n_in))]),
+            outputs=Schema([TensorSpec(np.dtype(dtype), (-1, n_out))]),
+        )
 
         class RunModel(Model):  # type: ignore[misc]
             """Writes the run's id into MLmodel, which `Model.log` does only when given the run."""
@@ -118,25 +162,19 @@ def log_model(
             run_id=None,
             model_id=logged.model_id,
             loader_module=LOADER_MODULE,
-            data_path=str(data),
-            code_paths=[backprop_pyfunc.__file__, str(functional)],
+            data_path=str(files["model_dir"]),
+            code_paths=[str(p) for p in files["code_paths"]],
             signature=signature,
-            input_example=raw,
-            pip_requirements=pip_requirements(),
+            input_example=files["input_example"],
+            pip_requirements=files["pip_requirements"],
         )
-    step = epoch if epoch is not None else 0
-    client.log_outputs(run_id, models=[LoggedModelOutput(logged.model_id, step=step)])
-    history = trainer.history
-    if epoch is not None and epoch in history.epochs:
-        row = history.epochs.index(epoch)
-        stamp = (stamps or {}).get(epoch, int(time.time() * 1000))
-        metrics = [
-            Metric(key, float(values[row]), stamp, step, model_id=logged.model_id, run_id=run_id)
-            for key, values in history.metrics.items()
-            if math.isfinite(values[row])
-        ]
-        if metrics:
-            client.log_batch(run_id, metrics=metrics)
+    client.log_outputs(run_id, models=[LoggedModelOutput(logged.model_id, step=files["step"])])
+    metrics = [
+        Metric(key, value, stamp, step, model_id=logged.model_id, run_id=run_id)
+        for key, value, stamp, step in files["metrics"]
+    ]
+    if metrics:
+        client.log_batch(run_id, metrics=metrics)
 
 
 FUNCTIONAL_PACKAGE = "backprop_functional"
@@ -154,26 +192,33 @@ def shipped_functional(directory: Path) -> Path:
     return target
 
 
+def dataset_description(trainer: Trainer) -> tuple[str, Any, Any, dict[str, str]] | None:
+    """The data the run trained on as its MLflow input: name, features, targets and the source's tags (the
+    backprop dataset and its params), or None when the trainer has no dataset."""
+    bundle = getattr(trainer, "dataset", None)
+    if bundle is None:
+        return None
+    experiment = trainer.experiment
+    params = {k: v for k, v in experiment.data.model_dump().items() if k != "name"}
+    source = {"backprop.dataset": experiment.data.name, "backprop.dataset_params": json.dumps(params, sort_keys=True)}
+    return experiment.data.name, np.asarray(bundle.X), np.asarray(bundle.y), source
+
+
 def log_dataset(client: Any, trainer: Trainer, run_id: str) -> None:
     """Record the data the run trained on (name, digest, shapes) as the run's `training` input.
 
     The source is a code source naming the backprop dataset and its params: a made-up URI scheme makes
     MLflow raise, and a local path makes it warn (research/mlflow.md §6).
     """
+    description = dataset_description(trainer)
+    if description is None:
+        return
     import mlflow.data
     from mlflow.data.code_dataset_source import CodeDatasetSource
     from mlflow.entities import DatasetInput, InputTag
 
-    experiment = trainer.experiment
-    bundle = getattr(trainer, "dataset", None)
-    if bundle is None:
-        return
-    params = {k: v for k, v in experiment.data.model_dump().items() if k != "name"}
-    source = CodeDatasetSource(
-        {"backprop.dataset": experiment.data.name, "backprop.dataset_params": json.dumps(params, sort_keys=True)}
-    )
-    targets = np.asarray(bundle.y)
-    dataset = mlflow.data.from_numpy(np.asarray(bundle.X), targets=targets, source=source, name=experiment.data.name)
+    name, features, targets, source_tags = description
+    dataset = mlflow.data.from_numpy(features, targets=targets, source=CodeDatasetSource(source_tags), name=name)
     tags = [InputTag("mlflow.data.context", "training")]
     client.log_inputs(run_id, datasets=[DatasetInput(dataset._to_mlflow_entity(), tags=tags)])
 

@@ -5,13 +5,14 @@ Nothing here imports mlflow at module level (research/mlflow.md §1: 1.2 s).
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import platform
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -66,10 +67,44 @@ def git_state(directory: Path) -> tuple[str, bool] | None:
     return commit, dirty
 
 
+def mlflow_user() -> str:
+    """The `mlflow.user` tag as MLflow's default run context sets it: MLFLOW_TRACKING_USERNAME, else the
+    username in ~/.mlflow/credentials, else the login name."""
+    import configparser
+    import getpass
+
+    user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+    if not user:
+        credentials = configparser.ConfigParser()
+        with contextlib.suppress(OSError, configparser.Error):
+            credentials.read(Path.home() / ".mlflow" / "credentials")
+        user = credentials.get("mlflow", "mlflow_tracking_username", fallback=None)
+    if not user:
+        try:
+            user = getpass.getuser()
+        except (ImportError, KeyError, OSError):
+            user = "unknown"
+    return user
+
+
+def context_tags() -> dict[str, str]:
+    """The tags of MLflow's run context (`mlflow.tracking.context.registry.resolve_tags`) for a command-line
+    run, computed without importing MLflow: user, source name and type, and MLFLOW_RUN_CONTEXT's tags (git is
+    backprop's own, below). The fluent `start_run()` adds these; `MlflowClient.create_run` does not."""
+    tags = {
+        "mlflow.user": mlflow_user(),
+        "mlflow.source.name": sys.argv[0] if sys.argv and sys.argv[0] else "<console>",
+        "mlflow.source.type": "LOCAL",
+    }
+    extra = os.environ.get("MLFLOW_RUN_CONTEXT")
+    if extra:
+        with contextlib.suppress(ValueError, TypeError):
+            tags.update({str(k): str(v) for k, v in json.loads(extra).items()})
+    return tags
+
+
 def run_tags(trainer: Trainer) -> dict[str, str]:
     """The run's tags at creation: MLflow's own context tags (user, source) and backprop's."""
-    from mlflow.tracking.context.registry import resolve_tags
-
     # Plugins of the run's manager; per-run callback objects (registered as "run-callback-...") are not.
     plugins = [
         f"{name}=={info.version}" if info.version else name
@@ -91,8 +126,7 @@ def run_tags(trainer: Trainer) -> dict[str, str]:
     state = git_state(base.resolve() if base is not None else Path.cwd())
     if state is None and base is not None:
         state = git_state(Path.cwd())
-    # The fluent start_run() adds MLflow's context tags; MlflowClient.create_run does not.
-    resolved = resolve_tags(tags)
+    resolved = {**context_tags(), **tags}
     if state is not None:
         resolved["backprop.git_commit"] = resolved["mlflow.source.git.commit"] = state[0]
         resolved["backprop.git_dirty"] = str(state[1]).lower()
@@ -148,7 +182,7 @@ class EnvSettings:
         self._added = []
 
 
-@contextmanager
+@contextlib.contextmanager
 def url_printing_suppressed() -> Iterator[None]:
     """Stop `set_terminated` writing "View run ... at: <url>" to stdout (HTTP stores; research §4).
 

@@ -15,7 +15,7 @@ from plugins.tracking.writer import Item, Point, StepSeries, count, expand
 if TYPE_CHECKING:
     from framework import Trainer
     from plugins.tracking.sink import SinkProcess
-    from plugins.tracking.sqlite_points import SqlitePoints
+    from plugins.tracking.stores import PointWriter, TrackingStore
 
 log = logging.getLogger(__name__)
 
@@ -56,13 +56,12 @@ class MetricSender:
     them (send them once more, or save them locally).
     """
 
-    def __init__(self, client: Any, run_id: str, offload: bool = False) -> None:
-        self._client = client
+    def __init__(self, store: TrackingStore, run_id: str, offload: bool = False) -> None:
+        self._store = store
         self._run_id = run_id
         self._offload = offload
         self._sink: SinkProcess | None = None
-        self._write: Callable[[list[Point]], None] | None = None  # opened by the thread (`_open`)
-        self._direct: SqlitePoints | None = None  # the SQLite store's tables, when it can take points directly
+        self._writer: PointWriter | None = None  # opened by the thread (`_open`)
         self._queue: queue.SimpleQueue[list[Item] | None] = queue.SimpleQueue()
         self._buffer: list[Item] = []
         self._count = 0  # points in `_buffer`
@@ -123,38 +122,31 @@ class MetricSender:
         if self._sink is not None:
             self._close_sink()
 
-    def _open(self) -> Callable[[list[Point]], None]:
+    def _open(self) -> PointWriter:
         """How this thread stores points itself (opened at the first need)."""
-        if self._write is None:
-            from plugins.tracking.sqlite_points import open_points
-
-            self._direct = open_points(self._client, self._run_id)
-            self._write = (
-                self._direct.write if self._direct else functools.partial(send_points, self._client, self._run_id)
-            )
-        return self._write
+        if self._writer is None:
+            self._writer = self._store.point_writer(self._run_id)
+        return self._writer
 
     def _start_sink(self) -> None:
         from plugins.tracking.sink import SinkProcess
 
         self._offload = False  # one attempt
         try:
-            self._open()
-            database = self._direct.database if self._direct is not None else None
-            self._sink = SinkProcess(str(self._client.tracking_uri), self._run_id, database)
+            database = self._open().database  # a SQLite file the light writer process writes into, or None
+            self._sink = SinkProcess(self._store.tracking_uri, self._run_id, database)
             log.debug("MLflow: metric writer process %d started for run %s", self._sink.pid, self._run_id)
         except Exception as exc:  # cannot start a process: send from this thread, as for a short run
             log.info("MLflow: no metric writer process (%s); sending from the training process", exc)
 
     def _send(self, items: list[Item]) -> None:
         try:
-            write = self._open()
+            writer = self._open()
             if self._sink is not None:
-                if self._direct is not None:  # the light writer: MLflow checks each new key's name first
-                    self._direct.register(items)
+                writer.register(items)  # each new key's name checked here first (the writer process does not)
                 if self._sink.write(items):
                     return
-            write(expand(items))
+            writer.write(expand(items))
         except Exception as exc:  # keep training; the points are kept for the end of the run
             self.unsent += expand(items)
             self.error = exc
@@ -165,7 +157,7 @@ class MetricSender:
         assert self._sink is not None
         sink, self._sink = self._sink, None
         backlog = sink.backlog()
-        rate = POINTS_PER_SECOND["sqlite" if str(self._client.tracking_uri).startswith("sqlite") else "log_batch"]
+        rate = POINTS_PER_SECOND["sqlite" if self._store.tracking_uri.startswith("sqlite") else "log_batch"]
         if backlog >= LONG_WAIT_S * rate:  # a wait of seconds: say why the run has not ended yet
             log.warning(
                 "MLflow: writing the last %d metric values of run %s to the store (it takes about %d a second)",
@@ -181,8 +173,8 @@ class MetricSender:
 
 
 def point_writer(client: Any, run_id: str) -> Callable[[list[Point]], None]:
-    """What stores a run's points: straight into the tables of a local SQLite store (`sqlite_points`, 5-10 µs
-    a point), else `send_points` (MLflow's `log_batch`)."""
+    """What stores a run's points through an MLflow client: straight into the tables of a local SQLite store
+    (`sqlite_points`, 5-10 µs a point), else `send_points` (MLflow's `log_batch`)."""
     from plugins.tracking.sqlite_points import open_points
 
     direct = open_points(client, run_id)

@@ -43,6 +43,7 @@ LATEST = "SELECT step, timestamp, value FROM latest_metrics WHERE run_uuid = ? A
 UPDATE_LATEST = (
     "UPDATE latest_metrics SET value = ?, timestamp = ?, step = ?, is_nan = ? WHERE run_uuid = ? AND key = ?"
 )
+INSERT_LATEST = "INSERT INTO latest_metrics (value, timestamp, step, is_nan, run_uuid, key) VALUES (?, ?, ?, ?, ?, ?)"
 BUSY_TIMEOUT_S = 20.0  # MLflow's own (PRAGMA busy_timeout = 20000): the training process writes too
 
 NICENESS = 19
@@ -164,8 +165,8 @@ class SqliteWriter:
 
     - one row per point in `metrics`, NaN stored as 0 with `is_nan`, ±inf as ±max float; a point already
       stored (same key, timestamp, step, value) is not stored twice;
-    - `latest_metrics` keeps, per key, the point with the greatest (step, timestamp, value). A key's row must
-      exist (its first point goes through `log_batch`: `sqlite_points.SqlitePoints`).
+    - `latest_metrics` keeps, per key, the point with the greatest (step, timestamp, value); a key's first
+      point creates its row.
 
     One transaction per `write`; on an error nothing of the batch is stored.
     """
@@ -191,7 +192,9 @@ class SqliteWriter:
                 self._connection.executemany(INSERT, rows)  # the write lock is ours from here
                 for key, (step, timestamp, value, is_nan) in best.items():
                     row = self._connection.execute(LATEST, (run_id, key)).fetchone()
-                    if row is None or (step, timestamp, value) > tuple(row):
+                    if row is None:
+                        self._connection.execute(INSERT_LATEST, (value, timestamp, step, is_nan, run_id, key))
+                    elif (step, timestamp, value) > tuple(row):
                         self._connection.execute(UPDATE_LATEST, (value, timestamp, step, is_nan, run_id, key))
         except sqlite3.Error as exc:  # "FOREIGN KEY constraint failed" alone names neither run nor file
             raise RuntimeError(f"storing metrics of run {run_id} in {self._database}: {exc}") from exc
