@@ -27,12 +27,15 @@ lint: $(DEV_STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy framework
 
+# Two worker processes (pytest-xdist, `-n auto`: one per core): the suite takes ~3 minutes instead of ~5.
 test: lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto
 
-# The speed suite of issue 6 (docs/performance.md); PyTorch joins in when installed (pip install -e ".[bench]").
+# The speed suites (docs/performance.md): training against the numpy floor and its peers (PyTorch joins in when
+# installed: pip install -e ".[bench]"), then the wall time of whole commands.
 bench: $(DEV_STAMP)
 	$(BIN)/python benchmarks/suite.py
+	$(BIN)/python benchmarks/bench_cli.py
 	$(BIN)/python benchmarks/plot.py -o benchmarks/results/performance.png
 
 clean:

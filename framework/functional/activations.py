@@ -52,7 +52,7 @@ def identity(z: Array, out: Array | None = None) -> Array:
 
 def tanh(z: Array, out: Array | None = None) -> Array:
     """f(z) = tanh(z)."""
-    return np.tanh(z, out=_out(z, out))
+    return np.tanh(z, out=np.empty_like(z) if out is None else out)  # no helper call: W1's step is 25 µs
 
 
 def relu(z: Array, out: Array | None = None) -> Array:

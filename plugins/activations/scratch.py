@@ -26,6 +26,9 @@ class Scratch:
     _one: Any = 1.0  # 1 in the scratch's dtype (see `constant`)
 
     def scratch(self, like: Array) -> Array:
+        buffers = self._scratch  # the usual case inline: W1's whole step is 25 µs, a method call 0.1-0.2 µs
+        if buffers and buffers[0].shape == like.shape and buffers[0].dtype == like.dtype:
+            return buffers[0]
         return self.scratches(like, 1)[0]
 
     def scratches(self, like: Array, count: int) -> tuple[Array, ...]:

@@ -57,3 +57,22 @@ def test_the_tracking_benchmark_runs_and_reports_every_mode() -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     rows = {line.split("  ")[0].strip(): line for line in done.stdout.splitlines()[3:]}
     assert set(rows) == {"off", "per-epoch", "every step", "every 4"}, done.stdout
+
+
+@pytest.mark.slow
+def test_the_command_benchmark_times_commands_against_the_baseline(tmp_path: Path) -> None:
+    import bench_cli
+
+    result = bench_cli.main(
+        ["--rounds", "1", "--only", "--help,run xor --no-track", "--json", str(tmp_path / "c.json")]
+    )
+    assert json.loads((tmp_path / "c.json").read_text()) == json.loads(json.dumps(result))
+    rows = {row["name"]: row for row in result["commands"]}
+    assert set(rows) == {"--help", "run xor --no-track"}
+    for row in rows.values():
+        assert (
+            row["wall_s"]["median"] > 0
+            and row["ratio"]["median"] == row["wall_s"]["median"] / row["baseline_s"]["median"]
+        )
+        assert isinstance(row["met"], bool) and row["target_s"] > 0
+    assert "| `backprop --help` |" in result["table"]
