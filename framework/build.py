@@ -296,6 +296,7 @@ def _prepare(
         rng=shuffle_rng,
     )
     trainer.dataset = bundle  # type: ignore[attr-defined]
+    trainer.registry = registry  # type: ignore[attr-defined]  # what built the run (tracking resolves with it)
 
     # Callbacks for this run only: configured ones, tracking, progress, then the caller's objects.
     run_callbacks: list[object] = []

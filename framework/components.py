@@ -358,6 +358,12 @@ def spec_name(spec: ComponentSpec) -> str:
     return spec if isinstance(spec, str) else str(spec.get("name", ""))
 
 
+def spec_text(spec: ComponentSpec) -> str:
+    """A spec as people read it: `relu`, or `leaky_relu(negative_slope=0.1)`."""
+    params = spec_params(spec)
+    return spec_name(spec) + (f"({', '.join(f'{k}={v}' for k, v in params.items())})" if params else "")
+
+
 def spec_params(spec: ComponentSpec) -> dict[str, Any]:
     """The params of a spec (empty for a bare name)."""
     return {} if isinstance(spec, str) else {k: v for k, v in spec.items() if k != "name"}

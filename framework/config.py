@@ -111,6 +111,11 @@ class TrackingSection(Section):
     log_every_n_steps: int | None = Field(
         None, ge=1, description="Also log the batch loss every N steps (default: per-epoch metrics only)."
     )
+    gradient_stats: bool = Field(
+        True,
+        description="Log each layer's weight norm, gradient norm and update ratio per epoch, and "
+        "diagnostics/gradient_flow.png (models of at most 48 layers with parameters).",
+    )
 
 
 class SweepSection(Section):

@@ -19,6 +19,26 @@ from typing import Any
 DEFAULT_DB = "mlflow.db"
 
 
+UI_BASE = "http://127.0.0.1:5000"
+"""Where `backprop ui` serves a local store by default: the address a run's printed link uses."""
+
+
+def experiment_url(base: str, experiment_id: str) -> str:
+    """The experiment's runs in the UI's model-training view, as charts (MLflow 3 opens on GenAI otherwise)."""
+    return f"{base}/#/experiments/{experiment_id}/runs?workflowType=machine_learning&compareRunsMode=CHART"
+
+
+def run_url(base: str, experiment_id: str, run_id: str) -> str:
+    """A run's page in the UI (its Overview shows the run's description)."""
+    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning"
+
+
+def run_link(uri: str, experiment_id: str, run_id: str) -> str:
+    """Where to see a run: on the tracking server of `uri`, or in `backprop ui` for a local store."""
+    base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else UI_BASE
+    return run_url(base, experiment_id, run_id)
+
+
 def tracking_uri() -> str:
     """The store a run logs to: MLflow's tracking URI, found without importing MLflow (1-2 s).
 

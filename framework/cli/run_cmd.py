@@ -101,5 +101,11 @@ def _report(result: Any, trainer: Any) -> None:
         console.print(rows)
     if result.run_id:
         console.print(f"run id: {result.run_id}")
+        link = getattr(trainer, "run_link", None)
+        if link:
+            where = (
+                "" if link.startswith(("http://127.0.0.1", "http://localhost")) is False else " (with `backprop ui`)"
+            )
+            console.print(f"view it: {link}{where}", soft_wrap=True, highlight=False)
     else:
         console.print("run id: (not tracked)")

@@ -55,11 +55,14 @@ def layer_rows(model: Any) -> list[tuple[str, str, str, str, str]]:
     """One row per layer: index, type, activation, output shape and parameter count."""
     import numpy as np
 
+    from framework.components import spec_text
+
     rows = []
     x = np.zeros((1, model.input_dim), dtype=model.dtype)
     for i, layer in enumerate(model.layers):
         x = layer.forward(x, False)
-        activation = getattr(layer.params, "activation", None) or "-"
+        spec = getattr(layer.params, "activation", None)
+        activation = spec_text(spec) if spec else "-"
         count = sum(int(p.size) for p in layer.parameters())
         rows.append((str(i), layer.name, activation, f"(batch, {x.shape[1]})", f"{count:,}"))
     return rows

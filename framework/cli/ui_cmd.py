@@ -13,27 +13,30 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Annotated, Any
 
 import typer
 
 from framework.cli.common import user_errors
+from framework.mlflow_store import experiment_url, run_url
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 STARTUP_TIMEOUT_S = 120.0
 UNSAFE_PORTS = {5060, 5061, 6000, 6566, 6665, 6666, 6667, 6668, 6669, 6697, 10080}  # browsers refuse these
 
 
-def experiment_url(base: str, experiment_id: str) -> str:
-    return f"{base}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
-
-
 def ui(
+    run_id: Annotated[
+        str | None, typer.Argument(help="A run to open: its page's URL is printed (default: the experiments).")
+    ] = None,
     host: Annotated[str, typer.Option("--host", help="Address to listen on (0.0.0.0 shares it on the network).")] = (
         "127.0.0.1"
     ),
     port: Annotated[int, typer.Option("--port", "-p", min=1, max=65535, help="Port to listen on.")] = 5000,
+    open_browser: Annotated[bool, typer.Option("--open", help="Open the page in the default web browser.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", help="Show the MLflow server's own messages.")] = False,
 ) -> None:
     """Start the MLflow UI on this directory's runs (or MLFLOW_TRACKING_URI's) and print where to open it."""
     with user_errors():
@@ -42,9 +45,16 @@ def ui(
 
         uri = store.tracking_uri()
         if store.is_http(uri):
-            typer.echo(f"MLFLOW_TRACKING_URI is a tracking server with its own UI: open {uri}")
+            target = uri
+            if run_id is not None:
+                found = store.get_run(store.client(uri), run_id)
+                target = run_url(uri.rstrip("/"), found.info.experiment_id, run_id)
+            typer.echo(f"MLFLOW_TRACKING_URI is a tracking server with its own UI: open {target}")
+            if open_browser:
+                _open(target)
             return
         store.check_store(uri)
+        experiment_of_run = _experiment_of(uri, run_id) if run_id is not None else None
         if port in UNSAFE_PORTS:
             raise UserError(f"--port {port}: browsers refuse to open this port; choose another, e.g. 5000")
         if host not in LOOPBACK:
@@ -68,21 +78,36 @@ def ui(
             "--workers", "1",
         ]  # fmt: skip
         typer.echo(f"starting the MLflow UI on {uri} ...", err=True)
-        server = subprocess.Popen(command, env=env)
+        # MLflow's start-up noise (deprecation warnings, "Registry store URI not provided") goes to a file,
+        # shown only if the server fails to start, unless --verbose.
+        noise = None if verbose else tempfile.TemporaryFile(mode="w+")  # noqa: SIM115  (closed in `finally`)
+        server = subprocess.Popen(command, env=env, stdout=noise, stderr=noise)
         try:
             shown = "localhost" if host in {"0.0.0.0", "::"} else host
             base = f"http://{'[' + shown + ']' if ':' in shown else shown}:{port}"
             if not _wait_healthy(base, server):
-                raise UserError(f"the MLflow UI did not start (exit code {server.poll()}); see the messages above")
+                said = ""
+                if noise is not None:
+                    noise.seek(0)
+                    said = ": " + " | ".join(noise.read().strip().splitlines()[-5:])
+                raise UserError(f"the MLflow UI did not start (exit code {server.poll()}){said}")
             experiments = _experiments(base)
-            if experiments:
+            if experiment_of_run is not None and run_id is not None:
+                page = run_url(base, experiment_of_run, run_id)
+                typer.echo(f"MLflow UI: {page}  (run {run_id})")
+            elif experiments:
                 newest = experiments[0]
                 typer.echo(f"MLflow UI: {experiment_url(base, newest['experiment_id'])}  ({newest['name']})")
                 for other in experiments[1:]:
                     typer.echo(f"           {experiment_url(base, other['experiment_id'])}  ({other['name']})")
             else:
-                typer.echo(f"MLflow UI: {base}/#/experiments?workflowType=machine_learning")
+                page = f"{base}/#/experiments?workflowType=machine_learning"
+                typer.echo(f"MLflow UI: {page}")
+            if experiments and experiment_of_run is None:
+                page = experiment_url(base, experiments[0]["experiment_id"])
             sys.stdout.flush()  # the URL now, also when stdout is a pipe or a file
+            if open_browser:
+                _open(page)
             typer.echo("press Ctrl-C to stop it", err=True)
             try:
                 server.wait()
@@ -90,6 +115,33 @@ def ui(
                 typer.echo("stopping the MLflow UI", err=True)
         finally:
             _stop(server)
+            if noise is not None:
+                noise.close()
+
+
+def _open(url: str) -> None:
+    import webbrowser
+
+    if not webbrowser.open(url):
+        typer.echo(f"could not open a browser; open {url}", err=True)
+
+
+def _experiment_of(uri: str, run_id: str) -> str:
+    """The experiment of run `run_id` in the local store at `uri` (read with sqlite3: no MLflow import)."""
+    import sqlite3
+    from contextlib import closing
+
+    from framework.cli import store
+    from framework.errors import UserError
+
+    path = store.sqlite_path(uri)
+    row = None
+    if path is not None:
+        with closing(sqlite3.connect(path)) as db:
+            row = db.execute("SELECT experiment_id FROM runs WHERE run_uuid = ?", (run_id,)).fetchone()
+    if row is None:
+        raise UserError(f"MLflow run {run_id!r} not found in {uri}; `backprop runs list` shows the runs")
+    return str(row[0])
 
 
 def _check_port_free(host: str, port: int) -> None:

@@ -17,6 +17,7 @@ Module layout: `context` (tags, git, server checks), `sender` (the metric thread
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import tempfile
@@ -28,7 +29,7 @@ from pydantic import Field
 
 from framework import Callback, FitResult, Params, Trainer, hookimpl
 from framework.errors import UserError
-from framework.mlflow_store import tracking_uri
+from framework.mlflow_store import run_link, tracking_uri
 from plugins.tracking import artifacts
 from plugins.tracking.context import (
     HTTP_CLIENT_SETTINGS,
@@ -41,13 +42,27 @@ from plugins.tracking.context import (
     run_tags,
     status_of,
 )
+from plugins.tracking.description import (
+    CUSTOM_MODEL,
+    EXPERIMENT_KIND,
+    NOTE,
+    experiment_note,
+    reproduce_command,
+    run_description,
+)
+from plugins.tracking.gradients import MAX_LAYERS as MAX_GRADIENT_LAYERS
+from plugins.tracking.gradients import GradientStats, gradient_flow_png
 from plugins.tracking.sender import MetricSender, StepLosses
-from plugins.tracking.stores import TrackingStore, open_store
+from plugins.tracking.stores import CREATED_BY, TrackingStore, open_store
 from plugins.tracking.writer import Point
 
 log = logging.getLogger(__name__)
 
 # Server-enforced limits (mlflow/utils/validation.py; research/mlflow.md §3).
+DIAGNOSTICS = "diagnostics"  # the artifact folder of the pictures that explain a run
+GRADIENT_FLOW_PNG = "gradient_flow.png"
+EXPERIMENT_FILES = "backprop.experiment_files"  # the files whose runs a backprop-made experiment holds (JSON)
+EPOCH_SECONDS = "system/epoch_seconds"  # each epoch's wall time, in the "system" section of MLflow's charts
 MAX_PARAM_LENGTH = 6000  # longer values: cut here, whole in config.json
 MAX_KEY_LENGTH = 250
 MAX_ERROR_LENGTH = 1000
@@ -62,6 +77,11 @@ class MlflowTrackingParams(Params):
     run_name: str | None = Field(None, description="MLflow run name (default: generated).")
     log_every_n_steps: int | None = Field(
         None, ge=1, description="Also log the batch loss every N steps (default: per-epoch metrics only)."
+    )
+    gradient_stats: bool = Field(
+        True,
+        description="Log each layer's weight norm, gradient norm and update ratio per epoch, and "
+        "diagnostics/gradient_flow.png (models of at most 48 layers with parameters).",
     )
 
 
@@ -85,6 +105,8 @@ class MlflowTracking(Callback):
     _epoch_end_ms = 0  # when the previous epoch ended: the batch losses' timestamps run from here
     _model_epoch: int | None = None  # the epoch whose weights the finished run's model holds
     _env: EnvSettings | None = None
+    _gradients: GradientStats | None = None
+    _reproduce: str | None = None
 
     # tryfirst: other callbacks' before_fit already see `trainer.run_id`.
     @hookimpl(tryfirst=True)
@@ -106,6 +128,7 @@ class MlflowTracking(Callback):
             run_id = store.create_run(run_name, run_tags(trainer))
             existing = {}
         self.run_id = trainer.run_id = run_id
+        trainer.run_link = run_link(uri, store.experiment_id(), run_id)  # type: ignore[attr-defined]
         log.info("MLflow run %s at %s", run_id, uri)
         self._log_params(store, run_id, experiment.flat(), existing)
         try:
@@ -130,6 +153,16 @@ class MlflowTracking(Callback):
         self._epoch_end_ms = int(time.time() * 1000)
         self._fit_started = time.monotonic()
         self._epoch_ms: dict[int, int] = {}  # each epoch's timestamp: the model's metrics reuse them
+        try:  # the description says how to run it again; the experiment's, which files feed it
+            registry = getattr(trainer, "registry", None)
+            self._reproduce = reproduce_command(trainer, registry) if registry is not None else None
+            self._describe_experiment(store, trainer)
+            store.set_tags(run_id, {NOTE: self._description(trainer, "RUNNING", "training", None)})
+        except Exception as exc:  # a description is not worth a run
+            log.warning("MLflow: describing run %s failed: %s", run_id, exc)
+        layers = sum(1 for layer in trainer.model.layers if layer.parameters())
+        if self.params.gradient_stats and 0 < layers <= MAX_GRADIENT_LAYERS:
+            self._gradients = GradientStats(trainer.model)
 
     @staticmethod
     def _log_params(store: TrackingStore, run_id: str, flat: dict[str, Any], existing: dict[str, str]) -> None:
@@ -175,6 +208,9 @@ class MlflowTracking(Callback):
         if "lr" not in logs:  # a schedule plugin may already have put the current rate into the logs
             points.append(("lr", trainer.optimizer.lr, now, epoch))
         series = self._steps.collect(trainer, self._epoch_end_ms, now) if self._steps is not None else None
+        points.append((EPOCH_SECONDS, (now - self._epoch_end_ms) / 1000, now, epoch))
+        if self._gradients is not None:
+            points += [(key, value, now, epoch) for key, value in self._gradients.epoch_points().items()]
         self._epoch_end_ms = self._epoch_ms[epoch] = now
         self._sender.put(points, series)
         if epoch == trainer.start_epoch:  # the first epoch tells how long the run will be
@@ -256,7 +292,39 @@ class MlflowTracking(Callback):
                 self._env.restore()
                 self._env = None
 
+    def _description(self, trainer: Trainer, status: str, stop_reason: str, final_epoch: int | None) -> str:
+        seconds = time.monotonic() - getattr(self, "_fit_started", time.monotonic())
+        reproduce = self._reproduce or "backprop run config.json   # the run's config.json artifact"
+        text = run_description(
+            trainer,
+            status=status,
+            stop_reason=stop_reason,
+            final_epoch=final_epoch,
+            seconds=seconds,
+            reproduce=reproduce,
+        )
+        return cut(text, MAX_TAG_LENGTH)
+
+    @staticmethod
+    def _describe_experiment(store: TrackingStore, trainer: Trainer) -> None:
+        """An experiment that backprop created lists the experiment files whose runs it holds (its description),
+        and is of MLflow's kind "custom model development" (its UI then opens on the model-training views)."""
+        tags = store.experiment_tags()
+        if tags.get(CREATED_BY) != "backprop":
+            return
+        source = trainer.experiment.source
+        files = json.loads(tags.get(EXPERIMENT_FILES, "[]"))
+        name = str(source.resolve()) if source is not None else None
+        if name is not None and name not in files:
+            files.append(name)
+        wanted = {EXPERIMENT_KIND: CUSTOM_MODEL, EXPERIMENT_FILES: json.dumps(files), NOTE: experiment_note(files)}
+        changed = {k: v for k, v in wanted.items() if tags.get(k) != v}
+        if changed:
+            store.set_experiment_tags(changed)
+
     def _log_end(self, store: TrackingStore, trainer: Trainer, run_id: str, status: str, tags: dict[str, str]) -> None:
+        final_epoch = self._model_epoch if status == "FINISHED" else (trainer.history.epochs or [None])[-1]
+        tags = {**tags, NOTE: self._description(trainer, status, tags.get("backprop.stop_reason", status), final_epoch)}
         store.set_tags(run_id, {k: cut(v, MAX_TAG_LENGTH) for k, v in tags.items()})
         store.log_text(run_id, trainer.history.to_csv(), "history.csv")
         with tempfile.TemporaryDirectory(prefix="backprop-curves-") as tmp:
@@ -267,6 +335,14 @@ class MlflowTracking(Callback):
                 png = None
             if png is not None:
                 store.log_artifact(run_id, png)
+            if self._gradients is not None:
+                try:
+                    flow = gradient_flow_png(self._gradients, trainer.history.epochs, Path(tmp) / GRADIENT_FLOW_PNG)
+                except Exception as exc:
+                    log.warning("MLflow: the gradient flow of run %s was not drawn: %s", run_id, exc)
+                    flow = None
+                if flow is not None:
+                    store.log_artifact(run_id, flow, DIAGNOSTICS)
         if status == "FINISHED":  # a failed or interrupted run's weights are not a model to serve
             store.log_model(run_id, trainer, self._model_epoch, self._epoch_ms)
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from plugins.tracking.writer import Item, Point, SqliteWriter, StepSeries
+from plugins.tracking.writer import BATCH_LOSS, Item, Point, SqliteWriter, StepSeries
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class SqlitePoints:
         first: dict[str, Point] = {}
         for item in items:
             if isinstance(item, StepSeries):
-                if "batch_loss" in self._keys or "batch_loss" in first:
+                if BATCH_LOSS in self._keys or BATCH_LOSS in first:
                     continue
                 point = item.points()[0]
             else:

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+CREATED_BY = "backprop.created_by"
+"""The tag of an experiment that backprop created (it keeps that experiment's description up to date)."""
 MAX_PARAMS_PER_BATCH = 100  # a server's limit per log_batch request (mlflow/utils/validation.py)
 LOCK_RETRIES = 6
 """Attempts at a store operation that SQLite refuses with "database is locked" (backoff 0.25 s, doubling)."""
@@ -62,7 +64,7 @@ class TrackingStore(Protocol):
 
     def log_dict(self, run_id: str, data: object, artifact_file: str) -> None: ...
 
-    def log_artifact(self, run_id: str, local_file: Path) -> None: ...
+    def log_artifact(self, run_id: str, local_file: Path, artifact_path: str | None = None) -> None: ...
 
     def artifact_uri(self, run_id: str) -> str: ...
 
@@ -73,6 +75,12 @@ class TrackingStore(Protocol):
     def point_writer(self, run_id: str) -> PointWriter: ...
 
     def end_run(self, run_id: str, status: str) -> None: ...
+
+    def experiment_id(self) -> str: ...
+
+    def experiment_tags(self) -> dict[str, str]: ...
+
+    def set_experiment_tags(self, tags: Mapping[str, str]) -> None: ...
 
 
 def with_retries(action: Callable[[], T], what: str) -> T:
@@ -138,7 +146,7 @@ class MlflowStore:
         found = client.get_experiment_by_name(name)
         if found is None:
             try:
-                return str(client.create_experiment(name))
+                return str(client.create_experiment(name, tags={CREATED_BY: "backprop"}))
             except MlflowException:
                 found = client.get_experiment_by_name(name)  # created meanwhile by a parallel run
                 if found is None:
@@ -185,8 +193,8 @@ class MlflowStore:
     def log_dict(self, run_id: str, data: object, artifact_file: str) -> None:
         self.client.log_dict(run_id, data, artifact_file)
 
-    def log_artifact(self, run_id: str, local_file: Path) -> None:
-        self.client.log_artifact(run_id, str(local_file))
+    def log_artifact(self, run_id: str, local_file: Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(run_id, str(local_file), artifact_path)
 
     def artifact_uri(self, run_id: str) -> str:
         return str(self.client.get_run(run_id).info.artifact_uri)
@@ -213,6 +221,13 @@ class MlflowStore:
         with url_printing_suppressed():
             self.client.set_terminated(run_id, status)
 
+    def experiment_tags(self) -> dict[str, str]:
+        return dict(self.client.get_experiment(self.experiment_id()).tags)
+
+    def set_experiment_tags(self, tags: Mapping[str, str]) -> None:
+        for key, value in tags.items():
+            self.client.set_experiment_tag(self.experiment_id(), key, value)
+
 
 # -- the local SQLite store, written directly -------------------------------------------------------------------
 
@@ -230,10 +245,10 @@ class LocalPoints:
 
     def register(self, items: list[Item]) -> None:
         from plugins.tracking.local.store import check_value
-        from plugins.tracking.writer import StepSeries
+        from plugins.tracking.writer import BATCH_LOSS, StepSeries
 
         for item in items:
-            key = "batch_loss" if isinstance(item, StepSeries) else item[0]
+            key = BATCH_LOSS if isinstance(item, StepSeries) else item[0]
             if key not in self._keys:
                 check_value(key, "", 0)
                 self._keys.add(key)
@@ -280,8 +295,8 @@ class LocalTrackingStore:
     def log_dict(self, run_id: str, data: object, artifact_file: str) -> None:
         self.store.log_dict(run_id, data, artifact_file)
 
-    def log_artifact(self, run_id: str, local_file: Path) -> None:
-        self.store.log_artifact(run_id, local_file)
+    def log_artifact(self, run_id: str, local_file: Path, artifact_path: str | None = None) -> None:
+        self.store.log_artifact(run_id, local_file, artifact_path)
 
     def artifact_uri(self, run_id: str) -> str:
         return self.store.run_row(run_id)[1]
@@ -311,6 +326,17 @@ class LocalTrackingStore:
 
     def end_run(self, run_id: str, status: str) -> None:
         with_retries(lambda: self.store.set_status(run_id, status, end_time=int(time.time() * 1000)), "ending the run")
+
+    def experiment_id(self) -> str:
+        return str(self.experiment.experiment_id)
+
+    def experiment_tags(self) -> dict[str, str]:
+        return self.store.experiment_tags(self.experiment.experiment_id)
+
+    def set_experiment_tags(self, tags: Mapping[str, str]) -> None:
+        with_retries(
+            lambda: self.store.set_experiment_tags(self.experiment.experiment_id, tags), "tagging the experiment"
+        )
 
 
 FORCE_MLFLOW = "BACKPROP_TRACKING_CLIENT"

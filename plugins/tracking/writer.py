@@ -36,6 +36,9 @@ from typing import IO, Any
 
 Point = tuple[str, float, int, int]  # key, value, timestamp (ms), step
 
+BATCH_LOSS = "batch/loss"
+"""The metric of the per-step losses (`tracking.log_every_n_steps`): its own chart section, "batch", in MLflow's UI."""
+
 MAX_FLOAT = 1.7976931348623157e308  # what MLflow stores for ±inf (SQL has no infinities)
 
 INSERT = "INSERT OR IGNORE INTO metrics (key, value, timestamp, step, is_nan, run_uuid) VALUES (?, ?, ?, ?, ?, ?)"
@@ -82,7 +85,7 @@ class StepSeries:
             values = [math.fsum(values[i : i + bs]) / min(bs, n - i) for i in range(0, n, bs)]
         start, span, first, done = self.start_ms, self.end_ms - self.start_ms, self.first, self.done
         # A step's timestamp is interpolated: the batches' own times are not kept.
-        return [("batch_loss", values[s - first], start + span * (s - first + 1) // done, s) for s in self.steps]
+        return [(BATCH_LOSS, values[s - first], start + span * (s - first + 1) // done, s) for s in self.steps]
 
 
 Item = Point | StepSeries  # what the sender queues: points, and batch losses not yet made into points

@@ -93,7 +93,9 @@ def test_a_run_is_logged_and_finished(client: Any, tmp_path: Path, capsys: pytes
         result.history.metrics["train_loss"]
     )
     assert [m.value for m in client.get_metric_history(result.run_id, "lr")] == [0.5] * EPOCHS
-    assert set(run.data.metrics) == {*result.history.metrics, "lr"}
+    layers = [f"layer_{i}.dense" for i in range(len(experiment_layers(result)))]
+    families = {f"{f}/{layer}" for f in ("grad_norm", "weight_norm", "update_ratio") for layer in layers}
+    assert set(run.data.metrics) == {*result.history.metrics, "lr", "system/epoch_seconds", *families}
     assert any(name.startswith("backprop-mlflow-") for name in spy.names)  # sent off the training thread
 
     tags = run.data.tags
@@ -126,6 +128,11 @@ def test_tracking_section_names_experiment_and_run(client: Any) -> None:
     assert client.get_run(second.run_id).info.experiment_id == run.info.experiment_id
 
 
+def experiment_layers(result: Any) -> list[Any]:
+    """The layers of the experiment's model, as configured (all dense here)."""
+    return list(result.experiment.model.layers)
+
+
 def test_a_callback_error_marks_the_run_failed(client: Any) -> None:
     with pytest.raises(RuntimeError, match="boom at epoch 2"):
         fit(xor_experiment(), callbacks=[RaiseAt(2, RuntimeError("boom at epoch 2"))], track=True)
@@ -137,9 +144,10 @@ def test_a_callback_error_marks_the_run_failed(client: Any) -> None:
     # The failing epoch's metrics were logged before the other callback raised.
     steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, "train_loss"))
     assert steps == [0, 1, 2]
-    # No model for a failed run, but its curves and history.
+    # No model for a failed run, but its curves, history and gradient flow up to the failure.
     assert [a.path for a in client.list_artifacts(run.info.run_id)] == [
         "config.json",
+        "diagnostics",
         "history.csv",
         "training_curves.png",
     ]

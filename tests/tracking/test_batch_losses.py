@@ -47,7 +47,7 @@ class BatchLossOracle:
 def logged(run_id: str) -> dict[int, float]:
     import mlflow
 
-    return {m.step: m.value for m in mlflow.MlflowClient().get_metric_history(run_id, "batch_loss")}
+    return {m.step: m.value for m in mlflow.MlflowClient().get_metric_history(run_id, "batch/loss")}
 
 
 @pytest.mark.parametrize("every", [1, 7])
@@ -80,7 +80,7 @@ def test_timestamps_rise_within_an_epoch(store: str) -> None:
     import mlflow
 
     result = fit(experiment(1), track=True)
-    history = mlflow.MlflowClient().get_metric_history(result.run_id or "", "batch_loss")
+    history = mlflow.MlflowClient().get_metric_history(result.run_id or "", "batch/loss")
     stamps = [m.timestamp for m in sorted(history, key=lambda m: m.step)]
     assert stamps == sorted(stamps)
     epoch_end = {m.step: m.timestamp for m in mlflow.MlflowClient().get_metric_history(result.run_id or "", "val_loss")}

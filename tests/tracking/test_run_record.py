@@ -33,7 +33,12 @@ REQUIRED_TAGS = {
     "backprop.stop_reason",
     "backprop.best_epoch",
 }
-REQUIRED_ARTIFACTS = {"config.json", "history.csv", "training_curves.png"}
+REQUIRED_ARTIFACTS = {"config.json", "history.csv", "training_curves.png", "diagnostics"}
+# The model of `experiment()` has two dense layers: each gets the three gradient-flow families (issue 16), and
+# every run logs its epochs' wall time (issue 20's "system" section).
+FAMILY_METRICS = {
+    f"{family}/layer_{i}.dense" for family in ("grad_norm", "weight_norm", "update_ratio") for i in (0, 1)
+} | {"system/epoch_seconds"}
 MODEL_FILES = {
     "MLmodel",
     "conda.yaml",
@@ -106,7 +111,7 @@ def test_a_tracked_run_records_everything_on_the_list(
     assert set(found["params"]) == set(result.experiment.flat())  # type: ignore[union-attr]
     assert REQUIRED_TAGS - {"mlflow.runName"} <= set(found["tags"])
     assert found["tags"]["backprop.stop_reason"] == result.stop_reason
-    assert set(found["metrics"]) == {*result.history.metrics, "lr"}
+    assert set(found["metrics"]) == {*result.history.metrics, "lr", *FAMILY_METRICS}
     assert found["artifacts"] == REQUIRED_ARTIFACTS
     assert found["dataset"][0] == "digits" and found["dataset_tags"] == {"mlflow.data.context": "training"}
     assert found["model"][:3] == ("model", "READY", "backprop") and found["model"][3]
@@ -123,8 +128,12 @@ def test_the_direct_store_records_what_mlflow_records(warm_store: Any, monkeypat
     a, b = record(warm_store, str(direct.run_id)), record(warm_store, str(through_mlflow.run_id))
     np.testing.assert_array_equal(a.pop("model_predicts"), b.pop("model_predicts"))
     for key in a:
-        if key == "metrics":  # the same numbers; timestamps are not compared
-            assert a[key] == b[key]
+        if key == "metrics":  # the same numbers; timestamps and the epochs' measured wall times are not compared
+            timed = {name for name in a[key] if name.startswith("system/")}
+            assert {n: [s for s, _ in a[key][n]] for n in timed} == {n: [s for s, _ in b[key][n]] for n in timed}
+            assert {n: v for n, v in a[key].items() if n not in timed} == {
+                n: v for n, v in b[key].items() if n not in timed
+            }
         else:
             assert a[key] == b[key], key
 

@@ -82,7 +82,7 @@ def test_a_run_is_logged_to_the_server(server: Server, tmp_path: Path) -> None:
     assert "backprop.git_commit" not in tags  # a temporary directory is no git work tree
 
     mlflow_client = client()
-    steps = [m.step for m in mlflow_client.get_metric_history(result.run_id, "batch_loss")]
+    steps = [m.step for m in mlflow_client.get_metric_history(result.run_id, "batch/loss")]
     per_epoch = -(-1437 // 64)  # 1797 digits, 20 % held out
     assert sorted(steps) == list(range(0, 3 * per_epoch, 5))
     assert sorted(m.step for m in mlflow_client.get_metric_history(result.run_id, "val_loss")) == [0, 1, 2]

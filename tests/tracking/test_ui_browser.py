@@ -71,6 +71,8 @@ class TrainedRun:
     metric_steps: dict[str, int]  # metric -> number of logged values
     model_id: str
     curves_width: int  # of training_curves.png, from its PNG header
+    link: str  # the run's page, as `backprop run` printed it
+    description: str
 
 
 def png_width(path: Path) -> int:
@@ -94,6 +96,7 @@ def trained_run(store: str, tmp_path: Path) -> TrainedRun:
     )
     assert done.returncode == 0, done.stderr
     run_id = next(line for line in done.stdout.splitlines() if line.startswith("run id: ")).split()[-1]
+    link = next(line for line in done.stdout.splitlines() if line.startswith("view it: ")).split()[2]
 
     client = MlflowClient(tracking_uri=store)
     run = client.get_run(run_id)
@@ -109,6 +112,8 @@ def trained_run(store: str, tmp_path: Path) -> TrainedRun:
         metric_steps={key: len(client.get_metric_history(run_id, key)) for key in run.data.metrics},
         model_id=model_output.model_id,
         curves_width=png_width(Path(curves)),
+        link=link,
+        description=run.data.tags["mlflow.note.content"],
     )
 
 
@@ -155,7 +160,8 @@ def ui(trained_run: TrainedRun, tmp_path: Path) -> Iterator[UI]:
             time.sleep(0.2)
         assert url, f"`backprop ui` printed no URL (exit code {process.poll()})\n{output()}"
         url = url.split()[2]
-        assert url == f"{base}/#/experiments/{trained_run.experiment_id}/runs?workflowType=machine_learning", url
+        expected = f"{base}/#/experiments/{trained_run.experiment_id}/runs?workflowType=machine_learning"
+        assert url == expected + "&compareRunsMode=CHART", url
         assert answers(f"{base}/health") and answers(f"{base}/"), output()
         yield UI(url=url, base=base)
     finally:
@@ -228,7 +234,10 @@ def test_the_ui_shows_params_metric_charts_and_artifacts(
     with view(page, shot):
         page.goto(f"{run_page}/model-metrics")
         assert {"train_loss", "val_loss"} <= run.metric_steps.keys(), run.metric_steps
-        for metric, steps in sorted(run.metric_steps.items()):
+        headline = {k: n for k, n in run.metric_steps.items() if "/" not in k}  # the families: sections below
+        search = page.get_by_placeholder("Search metric charts")
+        for metric, steps in sorted(headline.items()):
+            search.fill(metric)  # only its chart: the sections of the families come first and charts load in view
             card = page.get_by_test_id("experiment-view-compare-runs-card").filter(
                 has=page.get_by_role("heading", name=metric, exact=True)
             )
@@ -240,6 +249,10 @@ def test_the_ui_shows_params_metric_charts_and_artifacts(
             )
             points = card.locator(".js-plotly-plot .scatterlayer .trace").first.locator("path.point")
             expect(points, f"{metric} should show {steps} points; see {shot}").to_have_count(steps, timeout=TIMEOUT_MS)
+        search.fill("")
+        for family in ("grad_norm", "weight_norm", "update_ratio"):  # their own sections, a chart per layer
+            title = page.get_by_text(family, exact=True).first
+            expect(title, f"no {family} section; see {shot}").to_be_visible(timeout=TIMEOUT_MS)
         page.mouse.wheel(0, -10_000)  # back to the top for the screenshot
 
     # Artifacts: the run's files; the curves PNG opens inline at its real size.
@@ -261,3 +274,39 @@ def test_the_ui_shows_params_metric_charts_and_artifacts(
         page.goto(f"{ui.base}/#/experiments/{run.experiment_id}/models/{run.model_id}/artifacts")
         for name in ["MLmodel", "data", "requirements.txt"]:
             expect(artifact_node(page, name), f"model file {name}; see {shot}").to_be_visible(timeout=TIMEOUT_MS)
+
+
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "images"
+
+
+def test_the_printed_links_open_the_run_page_with_its_description_and_the_charts(
+    chromium: Any, trained_run: TrainedRun, ui: UI, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    run = trained_run
+    page = chromium.new_page(viewport={"width": 1500, "height": 1000})
+    # The link `backprop run` printed, on the port this test's UI listens on (`backprop ui`'s default is 5000).
+    assert run.link.startswith("http://127.0.0.1:5000/#/experiments/"), run.link
+    shot = tmp_path / "run-page.png"
+    with view(page, shot):
+        page.goto(ui.base + run.link.removeprefix("http://127.0.0.1:5000"))
+        for text in ("Run it again", "parameters, 64 inputs", "val_accuracy"):
+            expect(page.get_by_text(text).first, f"no {text!r} on the run's page; see {shot}").to_be_visible(
+                timeout=TIMEOUT_MS
+            )
+        command = next(line for line in run.description.splitlines() if line.startswith("backprop run "))
+        expect(page.get_by_text(command).first, f"no reproduce command; see {shot}").to_be_visible(timeout=TIMEOUT_MS)
+    if os.environ.get("BACKPROP_WRITE_SCREENSHOTS"):  # docs/images/run-page.png is made by this test
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / "run-page.png"))
+
+    # The link `backprop ui` printed: the chart view, with a section per family of metrics.
+    shot = tmp_path / "charts.png"
+    with view(page, shot):
+        page.goto(ui.url)
+        for family in ("grad_norm", "update_ratio"):
+            section = page.get_by_text(family, exact=True).first
+            expect(section, f"no {family} section in the chart view; see {shot}").to_be_visible(timeout=TIMEOUT_MS)
+    if os.environ.get("BACKPROP_WRITE_SCREENSHOTS"):
+        page.screenshot(path=str(SCREENSHOTS / "charts.png"))

@@ -53,7 +53,7 @@ def assert_everything_logged(run_id: str, history: Any, batch_steps: list[int] |
         assert [step for step, _ in points] == history.epochs, key
         assert [value for _, value in points] == pytest.approx(values, rel=1e-12), key
     if batch_steps is not None:
-        assert sorted(m.step for m in client.get_metric_history(run_id, "batch_loss")) == batch_steps
+        assert sorted(m.step for m in client.get_metric_history(run_id, "batch/loss")) == batch_steps
 
 
 class WaitForWriter:
@@ -181,6 +181,6 @@ def test_a_batch_reaches_the_writer_as_the_points_it_stands_for() -> None:
 
     assert len(got) == 2
     assert got[0][:2] == first
-    assert got[0][2] == ("batch_loss", 2.0, 1010, 10)  # its timestamp a third of the way through the epoch
-    assert got[0][3][0::2] == ("batch_loss", 1030) and np.isnan(got[0][3][1]) and got[0][3][3] == 12
-    assert got[1] == [("batch_loss", 0.5, 1040, 13), ("batch_loss", 0.25, 1050, 14)] == expand(second)
+    assert got[0][2] == ("batch/loss", 2.0, 1010, 10)  # its timestamp a third of the way through the epoch
+    assert got[0][3][0::2] == ("batch/loss", 1030) and np.isnan(got[0][3][1]) and got[0][3][3] == 12
+    assert got[1] == [("batch/loss", 0.5, 1040, 13), ("batch/loss", 0.25, 1050, 14)] == expand(second)

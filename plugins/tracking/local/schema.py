@@ -39,6 +39,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "deleted_time",
     ),
     "tags": ("key", "value", "run_uuid"),
+    "experiment_tags": ("key", "value", "experiment_id"),
     "params": ("key", "value", "run_uuid"),
     "metrics": ("key", "value", "timestamp", "run_uuid", "step", "is_nan"),
     "latest_metrics": ("key", "value", "timestamp", "step", "is_nan", "run_uuid"),

@@ -175,6 +175,23 @@ class LocalStore:
             else:
                 db.execute("UPDATE runs SET status = ?, end_time = ? WHERE run_uuid = ?", (status, end_time, run_id))
 
+    def experiment_tags(self, experiment_id: str) -> dict[str, str]:
+        """`client.get_experiment(experiment_id).tags`."""
+        rows = self.connection.execute(
+            "SELECT key, value FROM experiment_tags WHERE experiment_id = ?", (int(experiment_id),)
+        )
+        return dict(rows.fetchall())
+
+    def set_experiment_tags(self, experiment_id: str, tags: Mapping[str, str]) -> None:
+        """`client.set_experiment_tag(experiment_id, key, value)` for each tag (a value replaces the old one)."""
+        checked = [check_tag(k, v) for k, v in tags.items()]
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT INTO experiment_tags (key, value, experiment_id) VALUES (?, ?, ?) "
+                "ON CONFLICT (key, experiment_id) DO UPDATE SET value = excluded.value",
+                [(k, v, int(experiment_id)) for k, v in checked],
+            )
+
     def _check_active(self, run_id: str) -> None:
         _, _, _, stage = self.run_row(run_id)
         if stage != ACTIVE:
