@@ -30,7 +30,7 @@ from pydantic import Field
 from framework import Callback, FitResult, Params, Trainer, hookimpl
 from framework.errors import UserError
 from framework.mlflow_store import run_link, tracking_uri
-from plugins.tracking import artifacts
+from plugins.tracking import artifacts, diagnostics
 from plugins.tracking.context import (
     HTTP_CLIENT_SETTINGS,
     MAX_TAG_LENGTH,
@@ -343,6 +343,14 @@ class MlflowTracking(Callback):
                     flow = None
                 if flow is not None:
                     store.log_artifact(run_id, flow, DIAGNOSTICS)
+            if status == "FINISHED":
+                try:
+                    pictures = diagnostics.render(trainer, Path(tmp))
+                except Exception as exc:
+                    log.warning("MLflow: the evaluation pictures of run %s were not drawn: %s", run_id, exc)
+                    pictures = []
+                for picture in pictures:
+                    store.log_artifact(run_id, picture, DIAGNOSTICS)
         if status == "FINISHED":  # a failed or interrupted run's weights are not a model to serve
             store.log_model(run_id, trainer, self._model_epoch, self._epoch_ms)
 
