@@ -108,22 +108,17 @@ def render(trainer: Trainer, directory: Path) -> list[Path]:
 
 
 def _figure(width: float = 6.4, height: float = 4.8) -> tuple[Any, Any]:
-    import matplotlib
+    # A Figure without pyplot (its import and global state are not needed to write a PNG), and a fixed layout:
+    # tight_layout would draw every figure twice, and these are drawn while the user waits.
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    # A fixed layout: tight_layout would draw every figure twice, and these are drawn while the user waits.
-    return plt.subplots(
-        figsize=(width, height), dpi=100, gridspec_kw={"left": 0.12, "right": 0.95, "bottom": 0.11, "top": 0.92}
-    )
+    figure = Figure(figsize=(width, height), dpi=100)
+    axes = figure.subplots(gridspec_kw={"left": 0.12, "right": 0.95, "bottom": 0.11, "top": 0.92})
+    return figure, axes
 
 
 def _save(figure: Any, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
     figure.savefig(path, pil_kwargs={"compress_level": 1})  # fast to write; the pictures are small anyway
-    plt.close(figure)
     return path
 
 
