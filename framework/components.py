@@ -20,6 +20,7 @@ import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:
+    from framework.sweep import SearchSpace
     from framework.trainer import Trainer
 
 Array = npt.NDArray[Any]
@@ -446,6 +447,37 @@ class Callback(Component):
         return None
 
 
+class Sampler(Component):
+    """Chooses the trials of a sweep: the values of the swept keys for each trial (`backprop sweep --sampler`).
+
+    `space` is a `framework.sweep.SearchSpace`: `space.grid` maps a dotted key to the values to try,
+    `space.params` a key to its `framework.sweep.Distribution` (uniform, loguniform, int, choice). A sampler
+    is one of two sorts:
+
+    - planned (`uses_optuna = False`): `plan(space, trials, seed)` returns every trial at once, as a list
+      of ``{key: value}`` overrides in a fixed order (`grid`, `random`). The sweep validates and hashes
+      all of them before the first one starts, and a re-run finds the finished ones by their config hash.
+      The same arguments must give the same list.
+    - driven by Optuna (`uses_optuna = True`): `optuna_sampler(space, seed)` returns an
+      `optuna.samplers.BaseSampler` (`tpe`, `cmaes`, `qmc`). The sweep asks an Optuna study for a trial
+      each time a worker is free and tells it every result; `trials` is the number of trials in all.
+      Import optuna inside the method: it is an optional dependency (`pip install 'backprop[optuna]'`),
+      and a missing one becomes a message saying how to install it.
+    """
+
+    kind: ClassVar[str] = "sampler"
+    uses_optuna: ClassVar[bool] = False
+    """True for a sampler that Optuna drives (`optuna_sampler`); False for one that plans every trial (`plan`)."""
+
+    def plan(self, space: SearchSpace, trials: int, seed: int) -> list[dict[str, Any]]:
+        """Every trial's overrides, in order (planned samplers). Raise `ConfigError` for a space it cannot plan."""
+        raise NotImplementedError
+
+    def optuna_sampler(self, space: SearchSpace, seed: int) -> Any:
+        """An `optuna.samplers.BaseSampler` seeded with `seed` (samplers that Optuna drives)."""
+        raise NotImplementedError
+
+
 KINDS: dict[str, type[Component]] = {
     "activation": Activation,
     "callback": Callback,
@@ -455,5 +487,6 @@ KINDS: dict[str, type[Component]] = {
     "loss": Loss,
     "metric": Metric,
     "optimizer": Optimizer,
+    "sampler": Sampler,
 }
 """Every kind of component, by the singular name used in messages and the registry."""

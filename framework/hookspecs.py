@@ -32,6 +32,7 @@ if TYPE_CHECKING:
         Loss,
         Metric,
         Optimizer,
+        Sampler,
     )
     from framework.trainer import FitResult, Trainer
 
@@ -82,6 +83,16 @@ def register_metrics() -> list[type[Metric]]:  # type: ignore[empty-body]
 @hookspec
 def register_callbacks() -> list[type[Callback]]:  # type: ignore[empty-body]
     """Return the `Callback` classes this plugin provides (`[callbacks.<name>]` sections)."""
+
+
+@hookspec
+def register_samplers() -> list[type[Sampler]]:  # type: ignore[empty-body]
+    """Return the `Sampler` classes this plugin provides (`backprop sweep --sampler NAME`, `[sweep] sampler`).
+
+    Called once when the registries are built, like the other registration hooks. A sampler either plans
+    every trial of a sweep up front or hands Optuna a sampler that picks them as results arrive (see
+    `framework.components.Sampler`).
+    """
 
 
 @hookspec
@@ -218,4 +229,5 @@ REGISTRATION_HOOKS = {
     "dataset": "register_datasets",
     "metric": "register_metrics",
     "callback": "register_callbacks",
+    "sampler": "register_samplers",
 }

@@ -1,4 +1,4 @@
-"""`backprop sweep CONFIG`: grid and random search, in parallel, as nested MLflow runs."""
+"""`backprop sweep CONFIG`: grid, random and Optuna search, with pruning, in parallel, as nested MLflow runs."""
 
 from __future__ import annotations
 
@@ -10,7 +10,14 @@ import typer
 
 from framework.cli.common import user_errors
 
-STATUS_STYLE = {"queued": "dim", "running": "yellow", "finished": "green", "failed": "red"}
+STATUS_STYLE = {
+    "queued": "dim",
+    "running": "yellow",
+    "finished": "green",
+    "pruned": "magenta",
+    "failed": "red",
+    "killed": "red",
+}
 
 
 def sweep(
@@ -19,12 +26,34 @@ def sweep(
         list[str] | None,
         typer.Option("--grid", "-g", help="KEY=V1,V2,... values to try (repeatable; trials are the product)."),
     ] = None,
-    random: Annotated[
-        int | None, typer.Option("--random", "-r", help="Number of random draws of the --param keys.")
-    ] = None,
     param: Annotated[
         list[str] | None,
         typer.Option("--param", "-p", help="KEY=uniform(a,b)|loguniform(a,b)|int(a,b)|choice(a,b,...) (repeatable)."),
+    ] = None,
+    sampler: Annotated[
+        str | None,
+        typer.Option(
+            "--sampler",
+            help="How trials are chosen: grid, random, tpe, cmaes, qmc, or a plugin's "
+            "(default: random with --param, else grid).",
+        ),
+    ] = None,
+    trials: Annotated[
+        int | None,
+        typer.Option(
+            "--trials", "-n", min=0, help="Number of trials (random: draws per grid point; grid: at most N points)."
+        ),
+    ] = None,
+    random: Annotated[
+        int | None, typer.Option("--random", "-r", min=0, help="Short for --sampler random --trials N.")
+    ] = None,
+    prune: Annotated[
+        str | None,
+        typer.Option("--prune", help="Stop hopeless trials early: median, hyperband or successive_halving."),
+    ] = None,
+    study_storage: Annotated[
+        str | None,
+        typer.Option("--study-storage", help="The Optuna study's RDB URL (default: optuna.db beside the store)."),
     ] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed of the random draws (repeatable sweeps).")] = None,
     metric: Annotated[
@@ -40,33 +69,44 @@ def sweep(
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live table; only the summary.")] = False,
 ) -> None:
-    """Run a grid or random sweep over CONFIG: one MLflow parent run, one child run per trial.
+    """Run a sweep over CONFIG: one MLflow parent run, one child run per trial.
 
     Running the same sweep again skips the trials that already finished and runs the rest under the same
-    parent run.
+    parent run (and the same Optuna study, for --sampler tpe, cmaes or qmc and for --prune).
     """
     with user_errors():
         # MLflow announces its database migrations at INFO on stderr; only its warnings matter here
         # (read when mlflow is imported; a user's own MLFLOW_LOGGING_LEVEL wins).
         os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 
-        from framework.config import Experiment, SweepSection
-        from framework.sweep import parse_grid, parse_params
+        from framework.config import Experiment
+        from framework.errors import ConfigError
+        from framework.sweep import SweepDefinition, parse_grid, parse_params
         from framework.sweep_run import SweepRunner
 
         experiment = Experiment.from_file(config, set_ or [])
-        definition = (experiment.sweep or SweepSection()).model_dump()
+        definition = experiment.sweep.model_dump() if experiment.sweep is not None else {}
         if grid:
             definition["grid"] = parse_grid(grid)
         if param:
             definition["params"] = parse_params(param)
         if random is not None:
-            definition["trials"] = random
+            if sampler not in (None, "random") or (trials is not None and trials != random):
+                raise ConfigError("--random N is short for --sampler random --trials N: give one or the other")
+            sampler, trials = "random", random
+        if trials is not None:
+            definition["trials"] = trials
+        if sampler is not None:
+            definition["sampler"] = sampler
+        if prune is not None:
+            definition["prune"] = prune
+        if study_storage is not None:
+            definition["study_storage"] = study_storage
         if seed is not None:
             definition["seed"] = seed
         if metric is not None:
             definition["metric"] = metric
-        section = SweepSection.model_validate(definition)
+        section = SweepDefinition.model_validate(definition)
         view = _LiveView(enabled=not quiet)
         runner = SweepRunner(
             experiment,
@@ -124,15 +164,40 @@ def _summary(result: Any) -> None:
 
     console = Console()
     console.print(_table(result.trials, result.metric))
-    finished = sum(t.status == "finished" for t in result.trials)
-    failed = sum(t.status == "failed" for t in result.trials)
-    console.print(f"trials: {finished} finished ({result.skipped} from an earlier run of this sweep), {failed} failed")
+    count = {s: sum(t.status == s for t in result.trials) for s in ("finished", "pruned", "failed", "killed")}
+    line = (
+        f"trials: {count['finished'] + count['pruned']} finished ({result.skipped} from an earlier run of this sweep)"
+    )
+    if result.pruner is not None:
+        saved = result.savings
+        line += (
+            f", {count['pruned']} pruned by {result.pruner} ({saved.epochs_saved} epochs, "
+            f"about {saved.seconds_saved:.1f} s saved)"
+        )
+    console.print(
+        line + f", {count['failed']} failed" + (f", {count['killed']} killed" if count["killed"] else ""),
+        soft_wrap=True,
+    )
     if result.best is not None:
         console.print(
             f"best ({result.direction} {result.metric}): trial {result.best.index}, {result.best.label}: "
             f"{result.metric}={result.best.metric:.6g}, run id {result.best.run_id}",
             soft_wrap=True,
         )
+    if result.study is not None:
+        console.print(f"optuna study: {result.study}", soft_wrap=True, highlight=False)
     console.print(f"parent run id: {result.parent_run_id}", soft_wrap=True)
-    if failed:
+    link = _parent_link(result)
+    if link:
+        console.print(f"parent run: {link}", soft_wrap=True, highlight=False)
+    if count["failed"]:
         raise typer.Exit(1)
+
+
+def _parent_link(result: Any) -> str | None:
+    """The parent run's page: on the tracking server, or where `backprop ui` serves a local store."""
+    try:
+        from framework.mlflow_store import run_link
+    except ImportError:  # the link is a convenience
+        return None
+    return str(run_link(str(result.tracking_uri), result.experiment_id, result.parent_run_id))
