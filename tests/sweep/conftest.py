@@ -152,9 +152,7 @@ def sweep_command(path: Path, *args: str) -> list[str]:
 
 def run_sweep(path: Path, *args: str, uri: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
-    return subprocess.run(
-        sweep_command(path, *args), cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
-    )
+    return subprocess.run(sweep_command(path, *args), cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def parent_id(stdout: str) -> str:
