@@ -131,6 +131,21 @@ class SweepSection(Section):
     trials: int = Field(0, ge=0, description="Random draws of `params` (each combined with every grid point).")
     seed: int = Field(0, ge=0, description="Seed of the random draws, so that a random sweep is repeatable.")
     metric: str = Field("val_loss", description="The metric that ranks the trials (its direction is declared).")
+    sampler: str | dict[str, Any] | None = Field(
+        None,
+        description="How trials are chosen: grid, random, tpe, cmaes, qmc or a plugin's sampler, by name or as a "
+        "table with its params (default: random when there are random parameters, else grid).",
+    )
+    prune: str | dict[str, Any] | None = Field(
+        None,
+        description="Stop hopeless trials early through an Optuna pruner: median, hyperband or "
+        "successive_halving, by name or as a table with its params (default: no pruning).",
+    )
+    study_storage: str | None = Field(
+        None,
+        description="The Optuna study's RDB storage URL (default: the SQLite file optuna.db beside a local "
+        "MLflow store, else in the current directory).",
+    )
 
 
 class Experiment(Section):

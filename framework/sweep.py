@@ -145,21 +145,6 @@ class SweepDefinition(SweepSection):
         description="Number of trials: random draws for every grid point (random), at most this many grid points "
         "(grid), or trials in all (the samplers Optuna drives).",
     )
-    sampler: ComponentSpec | None = Field(
-        None,
-        description="How trials are chosen: grid, random, tpe, cmaes, qmc or a plugin's sampler, by name or as a "
-        "table with its params (default: random when there are random parameters, else grid).",
-    )
-    prune: ComponentSpec | None = Field(
-        None,
-        description="Stop hopeless trials early through an Optuna pruner: median, hyperband or "
-        "successive_halving, by name or as a table with its params (default: no pruning).",
-    )
-    study_storage: str | None = Field(
-        None,
-        description="The Optuna study's RDB storage URL (default: the SQLite file optuna.db beside a local "
-        "MLflow store, else in the current directory).",
-    )
 
 
 def default_sampler(sweep: SweepSection) -> str:

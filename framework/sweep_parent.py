@@ -161,7 +161,7 @@ class ParentRun:
                     {
                         "backprop.epochs_run": str(saved.epochs_run),
                         "backprop.epochs_saved": str(saved.epochs_saved),
-                        "backprop.seconds_saved": f"{saved.seconds_saved:.1f}",
+                        "backprop.seconds_saved": f"{saved.seconds_saved:.3g}",
                     }
                 )
             if best is not None and best.metric is not None:

@@ -117,7 +117,7 @@ def description(
             "",
             f"Pruning stopped {saved.pruned} trial{'s' if saved.pruned != 1 else ''} early: "
             f"{saved.epochs_saved} epochs not trained (about "
-            f"{saved.seconds_saved:.1f} s), {saved.epochs_run} epochs trained in all.",
+            f"{saved.seconds_saved:.3g} s), {saved.epochs_run} epochs trained in all.",
         ]
     order = ranked(trials, direction)
     best = next((t for t in order if t.status == "finished" and _scored(t)), None)

@@ -29,7 +29,7 @@ from typing import Any
 from framework.build import load_plugins, prepare_run, resolve
 from framework.components import ComponentSpec, Sampler, spec_name, spec_params
 from framework.config import Experiment, SweepSection
-from framework.errors import ConfigError, UserError, did_you_mean
+from framework.errors import ConfigError, PluginError, UserError, did_you_mean
 from framework.mlflow_store import open_client, tracking_uri
 from framework.registry import Registry
 from framework.sweep import (
@@ -114,6 +114,9 @@ class SweepRunner:
         self.executor = executor
         self.address = address
         self.on_update = on_update or (lambda trials: None)
+        self.parent_id: str | None = None
+        """The parent run's id once it exists (an interrupted sweep is resumed under it)."""
+        self.trials: list[Trial] = []
 
     # -- planning ------------------------------------------------------------------------------------------
 
@@ -136,7 +139,16 @@ class SweepRunner:
             trials = None
             probes = build_trials(base, probe_points(space))
         else:
-            trials = build_trials(base, sampler.plan(space, self.sweep.trials, self.sweep.seed))
+            try:
+                planned = sampler.plan(space, self.sweep.trials, self.sweep.seed)
+            except UserError:
+                raise
+            except Exception as exc:  # a plugin's sampler that breaks: name it, not just the exception
+                raise PluginError(
+                    f"sampler {sampler.name!r} ({type(sampler).__module__}) failed to plan the trials: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
+            trials = build_trials(base, planned)
             if not trials:
                 raise ConfigError(f"sampler {sampler.name!r} planned no trials for this sweep")
             probes = trials
@@ -206,8 +218,9 @@ class SweepRunner:
         else:
             parent = ParentRun(client, self.experiment, plan.definition, sweep_hash, tags)
             source = PlannedTrials(plan.trials or [], parent, self.sweep.metric)
+        self.parent_id = parent.run_id
         skipped = source.resume()
-        trials = source.trials
+        trials = self.trials = source.trials
         self.on_update(trials)
         status = "FINISHED"
         try:

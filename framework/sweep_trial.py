@@ -22,6 +22,7 @@ import contextlib
 import json
 import math
 import os
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -59,11 +60,15 @@ def run_trial(payload: dict[str, Any]) -> dict[str, Any]:
     if pruning is not None:
         callbacks.append(pruning)
     if payload.get("cancel_event"):
-        callbacks.append(TrialCancellation(payload["cancel_event"]))
+        cancellation = TrialCancellation(payload["cancel_event"])
+        if cancellation.requested():  # a trial the worker took up after the sweep was interrupted: no run at all
+            return {"status": "KILLED", "run_id": None, "error": "not started: the sweep was interrupted"}
+        callbacks.append(cancellation)
     run_id = None
     trainer = None
     try:
-        with _one_blas_thread(), _run_context(payload["tags"], release):
+        where = {"backprop.host": socket.gethostname(), "backprop.pid": str(os.getpid())}  # which worker ran it
+        with _one_blas_thread(), _run_context({**payload["tags"], **where}, release):
             run = prepare_run(experiment, callbacks, track=True)
             trainer = run.trainer
             try:
@@ -201,12 +206,16 @@ class TrialCancellation:
         if now - self._checked < CANCEL_CHECK_S:
             return
         self._checked = now
+        if self.requested():
+            raise TrialCancelled("the sweep was interrupted")
+
+    def requested(self) -> bool:
+        """Whether the sweep has set its stop event (one round trip to the scheduler)."""
         if self._event is None:
             from distributed import Event
 
             self._event = Event(self.name)  # type: ignore[no-untyped-call]
-        if self._event.is_set():
-            raise TrialCancelled("the sweep was interrupted")
+        return bool(self._event.is_set())
 
 
 def warm_up(tracking_uri: str) -> None:

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from framework.cli.common import user_errors
+from framework.cli.common import EXIT_INTERRUPTED, user_errors
 
 STATUS_STYLE = {
     "queued": "dim",
@@ -118,6 +118,18 @@ def sweep(
         )
         try:
             result = runner.run()
+        except KeyboardInterrupt:
+            view.stop()
+            if runner.parent_id is None:
+                raise
+            finished = sum(t.status in ("finished", "pruned") for t in runner.trials)
+            typer.echo(f"parent run id: {runner.parent_id}")
+            typer.echo(
+                f"interrupted: the sweep and its running trials were recorded as KILLED ({finished} trials "
+                "finished); run the same command again to finish the rest",
+                err=True,
+            )
+            raise typer.Exit(EXIT_INTERRUPTED) from None
         finally:
             view.stop()
         _summary(result)
@@ -172,7 +184,7 @@ def _summary(result: Any) -> None:
         saved = result.savings
         line += (
             f", {count['pruned']} pruned by {result.pruner} ({saved.epochs_saved} epochs, "
-            f"about {saved.seconds_saved:.1f} s saved)"
+            f"about {saved.seconds_saved:.3g} s saved)"
         )
     console.print(
         line + f", {count['failed']} failed" + (f", {count['killed']} killed" if count["killed"] else ""),
