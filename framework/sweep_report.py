@@ -22,6 +22,7 @@ from framework.mlflow_store import run_link
 from framework.sweep import Trial
 
 PNG = "parallel_coordinates.png"
+METRIC_LOG_RATIO = 10.0  # the metric axis turns logarithmic when its largest value is 10x its smallest
 MAX_NOTE = 7600  # the description must fit in a tag (8000 characters), the command line included
 LOG_RATIO = 100.0  # positive values spread over more than this factor get a log axis
 
@@ -208,7 +209,10 @@ def parallel_axes(
     """An axis per swept key and one for the metric, over the trials that have a finite metric."""
     scored = [t for t in trials if _scored(t)]
     axes = [axis_for(key, [t.overrides.get(key) for t in scored], log=key in log_keys) for key in keys]
-    axes.append(axis_for(metric, [t.metric for t in scored]))
+    metrics = [float(t.metric) for t in scored if t.metric is not None]
+    # A loss that spans a decade is read on a log axis: one diverged trial must not flatten all the good ones.
+    spans_a_decade = bool(metrics) and min(metrics) > 0 and max(metrics) / min(metrics) > METRIC_LOG_RATIO
+    axes.append(axis_for(metric, [t.metric for t in scored], log=spans_a_decade))
     return axes
 
 
