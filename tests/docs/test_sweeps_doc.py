@@ -65,9 +65,7 @@ def test_the_experiment_file_example_is_a_valid_sweep_section() -> None:
     section = tomllib.loads(example)["sweep"]
     definition = SweepDefinition.model_validate(section)
     assert definition.sampler == "tpe" and isinstance(definition.prune, dict)
-    assert PRUNERS[definition.prune["name"]].model_validate(
-        {k: v for k, v in definition.prune.items() if k != "name"}
-    )
+    assert PRUNERS[definition.prune["name"]].model_validate({k: v for k, v in definition.prune.items() if k != "name"})
 
 
 def test_every_built_in_sampler_and_pruner_is_documented() -> None:
