@@ -343,7 +343,7 @@ class MlflowTracking(Callback):
                     flow = None
                 if flow is not None:
                     store.log_artifact(run_id, flow, DIAGNOSTICS)
-            if status == "FINISHED":
+            if trainer.history.epochs:  # interrupted and failed runs too: the weights they ended with
                 try:
                     pictures = diagnostics.render(trainer, Path(tmp))
                 except Exception as exc:

@@ -6,7 +6,13 @@ On the validation split (the training data when there is none), after training:
   support per class), `roc.png` and `precision_recall.png` with their areas (binary: one curve; multiclass: one
   curve per class, one-vs-rest);
 - regression: `predicted_vs_actual.png` (with the identity line), `residuals.png` (residual against
-  prediction) and `residual_histogram.png`, in the targets' own units.
+  prediction) and `residual_histogram.png`, in the targets' own units;
+- any task with 2 input features: `decision_surface.png` (the class, or the positive class's probability, the
+  model predicts over the plane of the two features) or the prediction surface of a regression, with the data
+  drawn on it, in the features' own units.
+
+Pictures are drawn for finished runs and for interrupted or failed ones whose model still predicts finite
+numbers (they show the weights the run ended with).
 
 The numbers behind each picture are the small numpy functions below (tests check them against counts by hand and
 the rank formula of the AUC); matplotlib (Agg) is imported only when drawing.
@@ -34,6 +40,9 @@ PR_PNG = "precision_recall.png"
 PREDICTED_PNG = "predicted_vs_actual.png"
 RESIDUALS_PNG = "residuals.png"
 HISTOGRAM_PNG = "residual_histogram.png"
+CLASSES_PNG = "classes.png"
+SURFACE_PNG = "decision_surface.png"
+SURFACE_STEPS = 200  # grid points per axis of the decision surface
 
 
 def confusion_matrix(y_true: Array, y_pred: Array, classes: int) -> Array:
@@ -102,18 +111,96 @@ def render(trainer: Trainer, directory: Path) -> list[Path]:
     """Every picture (and `classes.csv`) that fits the run's task, written into `directory`."""
     which, X, y = evaluation_split(trainer)
     predicted = predictions(trainer, X)
+    if not np.isfinite(predicted).all():
+        log.info("no evaluation pictures: the model predicts non-finite numbers")
+        return []
     if trainer.task == "regression":
-        return regression_pictures(np.asarray(y, dtype=np.float64), predicted.astype(np.float64), which, directory)
-    return classification_pictures(np.asarray(y, dtype=np.int64), predicted.astype(np.float64), which, directory)
+        written = regression_pictures(np.asarray(y, dtype=np.float64), predicted.astype(np.float64), which, directory)
+    else:
+        written = classification_pictures(np.asarray(y, dtype=np.int64), predicted.astype(np.float64), which, directory)
+    varying = np.flatnonzero(np.ptp(X, axis=0) > 0) if len(X) else np.array([])
+    if len(varying) == 2:  # two features, or two beside constant ones (xor's bias column)
+        written.append(surface_png(trainer, X, y, which, directory / SURFACE_PNG, (int(varying[0]), int(varying[1]))))
+    return written
 
 
-def _figure(width: float = 6.4, height: float = 4.8) -> tuple[Any, Any]:
+def surface_grid(raw: Array, steps: int = SURFACE_STEPS) -> tuple[Array, Array, Array]:
+    """A `steps` x `steps` grid over the data's range plus a 5 % margin: (xs, ys, points as rows)."""
+    low, high = raw.min(axis=0), raw.max(axis=0)
+    margin = 0.05 * np.where(high > low, high - low, 1.0)
+    xs = np.linspace(low[0] - margin[0], high[0] + margin[0], steps)
+    ys = np.linspace(low[1] - margin[1], high[1] + margin[1], steps)
+    gx, gy = np.meshgrid(xs, ys)
+    return xs, ys, np.c_[gx.ravel(), gy.ravel()]
+
+
+def surface_png(trainer: Trainer, X: Array, y: Array, which: str, path: Path, columns: tuple[int, int]) -> Path:
+    """What the model predicts over the plane of two features (any others held at their constant value), the
+    data on top, in the features' own units."""
+    model = trainer.model
+    scaler = model.preprocess
+    every = np.asarray(scaler.inverse_transform(X) if scaler is not None else X, dtype=np.float64)
+    raw = every[:, list(columns)]
+    xs, ys, points = surface_grid(raw)
+    inputs = np.repeat(every[:1], len(points), axis=0)
+    inputs[:, list(columns)] = points
+    inputs = inputs.astype(X.dtype)
+    surface = predictions(trainer, scaler.transform(inputs) if scaler is not None else inputs)
+    names = (
+        model.feature_names if len(model.feature_names) == X.shape[1] else [f"feature {i}" for i in range(X.shape[1])]
+    )
+    labels = [names[c] for c in columns]
+    figure, axes = _figure(7.0, 5.6)
+    shape = (len(ys), len(xs))
+    if trainer.task == "regression":
+        actual = np.asarray(y, dtype=np.float64).reshape(len(y), -1)[:, 0]
+        low, high = min(surface[:, 0].min(), actual.min()), max(surface[:, 0].max(), actual.max())
+        image = axes.pcolormesh(xs, ys, surface[:, 0].reshape(shape), cmap="viridis", vmin=low, vmax=high,
+                                shading="auto")  # fmt: skip
+        figure.colorbar(image, ax=axes).set_label("target (target units): predicted behind, actual in the dots")
+        axes.scatter(raw[:, 0], raw[:, 1], c=actual, cmap="viridis", vmin=low, vmax=high, edgecolors="white",
+                     linewidths=0.6, s=30)  # fmt: skip
+        axes.set_title(f"Prediction surface, {which} data on top (colour: target units)", fontsize=10)
+    else:
+        truth = np.asarray(y, dtype=np.int64)
+        if surface.shape[1] == 1:  # binary: the probability of class 1, and the 0.5 boundary
+            field = surface[:, 0].reshape(shape)
+            image = axes.pcolormesh(xs, ys, field, cmap="RdBu_r", vmin=0, vmax=1, shading="auto")
+            figure.colorbar(image, ax=axes).set_label("predicted probability of class 1")
+            axes.contour(xs, ys, field, levels=[0.5], colors="black", linewidths=1.2)
+            colours = [(0.13, 0.4, 0.67), (0.7, 0.1, 0.15)]  # the two ends of RdBu_r
+        else:
+            classes = _class_colours(surface.shape[1])
+            field = surface.argmax(axis=1).reshape(shape)
+            axes.pcolormesh(xs, ys, field, cmap=classes, vmin=-0.5, vmax=classes.N - 0.5, alpha=0.35, shading="auto")
+            colours = [classes(c) for c in range(classes.N)]
+        size = 30 if len(truth) > 50 else 90  # a handful of samples (xor) must be easy to see
+        for c, colour in enumerate(colours):
+            chosen = truth == c
+            if chosen.any():
+                axes.scatter(raw[chosen, 0], raw[chosen, 1], s=size, color=colour, edgecolors="black",
+                             linewidths=0.8, label=f"class {c}")  # fmt: skip
+        axes.legend(fontsize="small", loc="best", framealpha=0.8)
+        boundary = "black line: probability 0.5" if surface.shape[1] == 1 else "background: predicted class"
+        axes.set_title(f"Decision surface, {which} data on top ({boundary})", fontsize=10)
+    axes.set(xlabel=labels[0], ylabel=labels[1], xlim=(xs[0], xs[-1]), ylim=(ys[0], ys[-1]))
+    return _save(figure, path)
+
+
+def _class_colours(classes: int) -> Any:
+    from matplotlib import colormaps
+    from matplotlib.colors import ListedColormap
+
+    return ListedColormap(colormaps["tab10" if classes <= 10 else "tab20"].colors[:classes])
+
+
+def _figure(width: float = 6.4, height: float = 4.8, bottom: float = 0.11) -> tuple[Any, Any]:
     # A Figure without pyplot (its import and global state are not needed to write a PNG), and a fixed layout:
     # tight_layout would draw every figure twice, and these are drawn while the user waits.
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(width, height), dpi=100)
-    axes = figure.subplots(gridspec_kw={"left": 0.12, "right": 0.95, "bottom": 0.11, "top": 0.92})
+    axes = figure.subplots(gridspec_kw={"left": 0.12, "right": 0.95, "bottom": bottom, "top": 0.92})
     return figure, axes
 
 
@@ -135,6 +222,7 @@ def classification_pictures(y: Array, proba: Array, which: str, directory: Path)
         for c in range(k):
             out.writerow([c, *(f"{stats[key][c]:.6g}" for key in ("precision", "recall", "f1")), stats["support"][c]])
     written.append(directory / CLASSES_CSV)
+    written.append(_classes_png(stats, which, directory / CLASSES_PNG))
     curves = [1] if k == 2 else list(range(k))  # binary: the positive class only
     for name, curve, labels in (
         (ROC_PNG, roc_curve, ("false positive rate", "true positive rate")),
@@ -154,6 +242,21 @@ def classification_pictures(y: Array, proba: Array, which: str, directory: Path)
         )
         written.append(_save(figure, directory / name))
     return written
+
+
+def _classes_png(stats: dict[str, Array], which: str, path: Path) -> Path:
+    """Precision, recall and F1 of each class side by side, with the class's support under its name."""
+    k = len(stats["support"])
+    figure, axes = _figure(max(6.4, 0.6 * k + 2), 4.8, bottom=0.17)
+    width = 0.27
+    for offset, key in zip((-width, 0.0, width), ("precision", "recall", "f1"), strict=True):
+        axes.bar(np.arange(k) + offset, stats[key], width, label=key)
+    axes.set_xticks(range(k), [f"{c}\n(n={stats['support'][c]})" for c in range(k)], fontsize=8)
+    axes.set(xlabel="class (support: samples of that class)", ylabel="score (0 to 1)", ylim=(0, 1.12))
+    axes.set_title(f"Per-class precision, recall and F1 ({which} data)")
+    axes.legend(ncol=3, fontsize="small", loc="upper center")
+    axes.grid(axis="y", alpha=0.3)
+    return _save(figure, path)
 
 
 def _confusion_png(counts: Array, which: str, path: Path) -> Path:

@@ -81,7 +81,7 @@ def test_classification_pictures_and_table(tmp_path: Path) -> None:
     proba[np.arange(8), PRED] += 2  # the predicted class is the most probable
     proba /= proba.sum(axis=1, keepdims=True)
     written = dg.classification_pictures(TRUE, proba, "validation", tmp_path)
-    assert {p.name for p in written} == {dg.CONFUSION_PNG, dg.CLASSES_CSV, dg.ROC_PNG, dg.PR_PNG}
+    assert {p.name for p in written} == {dg.CONFUSION_PNG, dg.CLASSES_CSV, dg.CLASSES_PNG, dg.ROC_PNG, dg.PR_PNG}
     for path in written:
         if path.suffix == ".png":
             assert_a_real_picture(path)
@@ -115,7 +115,7 @@ def test_the_predictions_behind_the_pictures_are_the_models_in_target_units() ->
 @pytest.mark.parametrize(
     ("config", "expected"),
     [
-        (digits_config(), {dg.CONFUSION_PNG, dg.CLASSES_CSV, dg.ROC_PNG, dg.PR_PNG}),
+        (digits_config(), {dg.CONFUSION_PNG, dg.CLASSES_CSV, dg.CLASSES_PNG, dg.ROC_PNG, dg.PR_PNG}),
         (
             {**digits_config(data={"name": "diabetes", "validation_split": 0.2}), "loss": {"name": "mse"}},
             {dg.PREDICTED_PNG, dg.RESIDUALS_PNG, dg.HISTOGRAM_PNG},
@@ -137,3 +137,67 @@ def test_a_tracked_run_logs_its_pictures_under_diagnostics(
     client = open_client(f"sqlite:///{tmp_path}/mlflow.db")
     names = {Path(a.path).name for a in client.list_artifacts(str(result.run_id), "diagnostics")}
     assert names == expected | {"gradient_flow.png"}
+
+
+def test_the_surface_grid_covers_the_data_with_a_margin() -> None:
+    raw = np.array([[0.0, 10.0], [2.0, 30.0], [1.0, 20.0]])
+    xs, ys, points = dg.surface_grid(raw, steps=5)
+    np.testing.assert_allclose(xs, np.linspace(-0.1, 2.1, 5))  # 5 % of the range beyond each end
+    np.testing.assert_allclose(ys, np.linspace(9.0, 31.0, 5))
+    assert points.shape == (25, 2) and points[1].tolist() == [xs[1], ys[0]]  # x varies fastest, as in meshgrid
+
+
+@pytest.mark.slow
+def test_xor_gets_a_decision_surface_over_its_two_varying_inputs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # xor has three inputs, the third a constant 1 (the bias): the plane is that of the two others.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    monkeypatch.chdir(tmp_path)
+    experiment = Experiment.from_file(Path(__file__).parents[2] / "experiments" / "xor.toml")
+    result = fit(experiment, track=True)
+    from framework.mlflow_store import open_client
+
+    client = open_client(f"sqlite:///{tmp_path}/mlflow.db")
+    names = {Path(a.path).name for a in client.list_artifacts(str(result.run_id), "diagnostics")}
+    assert dg.SURFACE_PNG in names
+    path = Path(client.download_artifacts(str(result.run_id), f"diagnostics/{dg.SURFACE_PNG}", str(tmp_path)))
+    assert_a_real_picture(path)
+    # The trained xor network puts (0, 1) and (1, 0) on the class-1 side: the picture's corners are red there
+    # and blue at (0, 0) and (1, 1). Read the colours where the four samples are drawn.
+    image = pixels(path)[..., :3]
+    reds = red_share_at_the_corners(image)
+    assert reds["top left"] and reds["bottom right"] and not reds["top right"] and not reds["bottom left"], reds
+
+
+def red_share_at_the_corners(image: np.ndarray) -> dict[str, bool]:
+    """Whether the plot area is red (more red than blue) just inside each of its four corners."""
+    # The plot area: the rows and columns where the image is not the white figure background.
+    body = image[:, : int(image.shape[1] * 0.78)]  # leave out the colour bar
+    coloured = np.abs(body - 1).sum(axis=2) > 0.3
+    rows, cols = np.flatnonzero(coloured.mean(axis=1) > 0.5), np.flatnonzero(coloured.mean(axis=0) > 0.5)
+    top, bottom, left, right = rows[0], rows[-1], cols[0], cols[-1]
+    inset = 25
+
+    def red(r: int, c: int) -> bool:
+        patch = body[r - 3 : r + 4, c - 3 : c + 4].reshape(-1, 3).mean(axis=0)
+        return bool(patch[0] > patch[2])
+
+    return {
+        "top left": red(top + inset, left + inset),
+        "top right": red(top + inset, right - inset),
+        "bottom left": red(bottom - inset, left + inset),
+        "bottom right": red(bottom - inset, right - inset),
+    }
+
+
+def test_every_picture_is_documented_with_its_image() -> None:
+    page = (Path(__file__).parents[2] / "docs" / "tracking.md").read_text()
+    names = [v for k, v in vars(dg).items() if k.endswith(("_PNG", "_CSV")) and isinstance(v, str)]
+    assert len(names) == 9  # and the gradient flow, drawn by the callback itself
+    names.append("gradient_flow.png")
+    for name in names:
+        assert f"`{name}`" in page, name
+        if name.endswith(".png"):
+            assert f"(images/{name})" in page, name
+            assert (Path(__file__).parents[2] / "docs" / "images" / name).exists(), name
