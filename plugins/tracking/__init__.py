@@ -27,10 +27,10 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from framework import Callback, FitResult, Params, Trainer, hookimpl
+from framework import Callback, FitResult, Params, Trainer, diagnostics, hookimpl
 from framework.errors import UserError
 from framework.mlflow_store import run_link, tracking_uri
-from plugins.tracking import artifacts, diagnostics
+from plugins.tracking import artifacts
 from plugins.tracking.context import (
     HTTP_CLIENT_SETTINGS,
     MAX_TAG_LENGTH,

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from framework import Experiment, fit
-from plugins.tracking import diagnostics as dg
+from framework import diagnostics as dg
 from tests.helpers import digits_config
 
 # 8 samples of 3 classes, and what a model predicted for them.
@@ -108,7 +108,7 @@ def test_the_predictions_behind_the_pictures_are_the_models_in_target_units() ->
     trainer.model = result.model
     _, X, _ = dg.evaluation_split(trainer)
     raw = X * result.model.preprocess.scale + result.model.preprocess.mean if result.model.preprocess else X
-    np.testing.assert_allclose(dg.predictions(trainer, X), result.model.predict(raw), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(dg.predictions(trainer.model, X), result.model.predict(raw), rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.slow

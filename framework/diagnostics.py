@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
+    from framework.model import Model
     from framework.trainer import Trainer
 
 log = logging.getLogger(__name__)
@@ -97,9 +98,8 @@ def evaluation_split(trainer: Trainer) -> tuple[str, Array, Array]:
     return ("validation" if split is trainer.val else "training"), split.X, split.y
 
 
-def predictions(trainer: Trainer, X: Array) -> Array:
+def predictions(model: Model, X: Array) -> Array:
     """The model's predictions for already preprocessed features: the link, then the targets' own units."""
-    model = trainer.model
     out = model.outputs(X)
     result = np.asarray(model.link(out)) if model.link is not None else np.asarray(out)
     if model.target_scaler is not None:
@@ -110,17 +110,23 @@ def predictions(trainer: Trainer, X: Array) -> Array:
 def render(trainer: Trainer, directory: Path) -> list[Path]:
     """Every picture (and `classes.csv`) that fits the run's task, written into `directory`."""
     which, X, y = evaluation_split(trainer)
-    predicted = predictions(trainer, X)
+    return render_model(trainer.model, trainer.task, X, y, which, directory)
+
+
+def render_model(model: Model, task: str, X: Array, y: Array, which: str, directory: Path) -> list[Path]:
+    """The pictures of `model` on preprocessed features `X` and raw labels or targets `y` ("validation" data...)."""
+    predicted = predictions(model, X)
     if not np.isfinite(predicted).all():
         log.info("no evaluation pictures: the model predicts non-finite numbers")
         return []
-    if trainer.task == "regression":
+    if task == "regression":
         written = regression_pictures(np.asarray(y, dtype=np.float64), predicted.astype(np.float64), which, directory)
     else:
         written = classification_pictures(np.asarray(y, dtype=np.int64), predicted.astype(np.float64), which, directory)
     varying = np.flatnonzero(np.ptp(X, axis=0) > 0) if len(X) else np.array([])
     if len(varying) == 2:  # two features, or two beside constant ones (xor's bias column)
-        written.append(surface_png(trainer, X, y, which, directory / SURFACE_PNG, (int(varying[0]), int(varying[1]))))
+        columns = (int(varying[0]), int(varying[1]))
+        written.append(surface_png(model, task, X, y, which, directory / SURFACE_PNG, columns))
     return written
 
 
@@ -134,10 +140,9 @@ def surface_grid(raw: Array, steps: int = SURFACE_STEPS) -> tuple[Array, Array, 
     return xs, ys, np.c_[gx.ravel(), gy.ravel()]
 
 
-def surface_png(trainer: Trainer, X: Array, y: Array, which: str, path: Path, columns: tuple[int, int]) -> Path:
+def surface_png(model: Model, task: str, X: Array, y: Array, which: str, path: Path, columns: tuple[int, int]) -> Path:
     """What the model predicts over the plane of two features (any others held at their constant value), the
     data on top, in the features' own units."""
-    model = trainer.model
     scaler = model.preprocess
     every = np.asarray(scaler.inverse_transform(X) if scaler is not None else X, dtype=np.float64)
     raw = every[:, list(columns)]
@@ -145,14 +150,14 @@ def surface_png(trainer: Trainer, X: Array, y: Array, which: str, path: Path, co
     inputs = np.repeat(every[:1], len(points), axis=0)
     inputs[:, list(columns)] = points
     inputs = inputs.astype(X.dtype)
-    surface = predictions(trainer, scaler.transform(inputs) if scaler is not None else inputs)
+    surface = predictions(model, scaler.transform(inputs) if scaler is not None else inputs)
     names = (
         model.feature_names if len(model.feature_names) == X.shape[1] else [f"feature {i}" for i in range(X.shape[1])]
     )
     labels = [names[c] for c in columns]
     figure, axes = _figure(7.0, 5.6)
     shape = (len(ys), len(xs))
-    if trainer.task == "regression":
+    if task == "regression":
         actual = np.asarray(y, dtype=np.float64).reshape(len(y), -1)[:, 0]
         low, high = min(surface[:, 0].min(), actual.min()), max(surface[:, 0].max(), actual.max())
         image = axes.pcolormesh(xs, ys, surface[:, 0].reshape(shape), cmap="viridis", vmin=low, vmax=high,
@@ -191,7 +196,8 @@ def _class_colours(classes: int) -> Any:
     from matplotlib import colormaps
     from matplotlib.colors import ListedColormap
 
-    return ListedColormap(colormaps["tab10" if classes <= 10 else "tab20"].colors[:classes])
+    palette = colormaps["tab10" if classes <= 10 else "tab20"]
+    return ListedColormap([palette(i % palette.N) for i in range(classes)])
 
 
 def _figure(width: float = 6.4, height: float = 4.8, bottom: float = 0.11) -> tuple[Any, Any]:
