@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -178,11 +179,20 @@ def show(run_id: Annotated[str, typer.Argument(help="The MLflow run id (as `back
         if outputs is not None and getattr(outputs, "model_outputs", None):
             names.append("model (MLflow logged model; load it with mlflow.pyfunc.load_model('runs:/<id>/model'))")
         console.print("artifacts: " + (", ".join(names) or "none"))
+        pictures = [Path(a.path).name for a in client.list_artifacts(run.info.run_id, "diagnostics")]
+        if pictures:
+            console.print("diagnostics/ (see docs/tracking.md): " + ", ".join(pictures))
 
 
 @runs_app.command("compare")
 def compare(
     run_ids: Annotated[list[str], typer.Argument(help="Two or more MLflow run ids.")],
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="Write a PNG overlaying the runs' --metric against the epoch.")
+    ] = None,
+    metric: Annotated[
+        str | None, typer.Option("--metric", help="The metric --plot draws, as logged (default: val_loss).")
+    ] = None,
 ) -> None:
     """Compare runs: the params that differ, final and best metrics, and their loss curves."""
     with user_errors():
@@ -196,6 +206,21 @@ def compare(
             raise UserError("compare needs at least two run ids")
         client = store.client(store.tracking_uri())
         runs = [store.get_run(client, run_id) for run_id in run_ids]
+        key = metric or "val_loss"
+        if metric is not None and plot is None:
+            raise UserError("--metric chooses what --plot draws: add --plot out.png")
+        if plot is not None:
+            if plot.suffix.lower() != ".png":
+                raise UserError(f"--plot {plot}: the picture is a PNG; give a path ending in .png")
+            if metric is None and not all("val_loss" in r.data.metrics for r in runs):
+                key = "train_loss"
+            lacking = [r.info.run_id for r in runs if key not in r.data.metrics]
+            if lacking:
+                logged = sorted(set.intersection(*(set(r.data.metrics) for r in runs)))
+                raise UserError(
+                    f"--metric {key}: not logged by run {', '.join(lacking)}; every run has: "
+                    + (", ".join(logged) or "no metric in common")
+                )
         directions = _directions()
         heads = [f"{r.info.run_id[:8]}\n{r.info.run_name or ''}" for r in runs]
         console = Console()
@@ -240,3 +265,36 @@ def compare(
         if shown:
             console.print(curves)
             console.print("  ".join(f"{k}: {_fmt(lo)} (▁) .. {_fmt(hi)} (█)" for k, (lo, hi) in ranges.items()))
+        if plot is not None:
+            series = {
+                head.replace("\n", " "): _history(client, r.info.run_id, key)
+                for r, head in zip(runs, heads, strict=True)
+            }
+            overlay_png(series, key, plot)
+            console.print(f"{key} of {len(runs)} runs: {plot}")
+
+
+def overlay_png(series: dict[str, list[float]], key: str, path: Path) -> None:
+    """One line per run: `key` against the epoch, on a log axis when it spans more than a decade."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    from framework.errors import UserError
+
+    figure = Figure(figsize=(7.5, 4.8), dpi=100, layout="constrained")
+    axes = figure.subplots()
+    for name, values in series.items():
+        marker = "o" if len(values) <= 20 else None  # a few epochs: show where the points are
+        axes.plot(range(1, len(values) + 1), values, label=name, linewidth=1.5, marker=marker, markersize=4)
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    finite = [v for values in series.values() for v in values if math.isfinite(v)]
+    if finite and min(finite) > 0 and max(finite) / min(finite) > 10:
+        axes.set_yscale("log")
+    axes.set(xlabel="epoch", ylabel=key, title=f"{key} of {len(series)} runs")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize="small")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(path)
+    except OSError as exc:
+        raise UserError(f"--plot {path}: cannot write it ({exc.strerror or type(exc).__name__})") from None
