@@ -25,7 +25,7 @@ from typing import Any, NoReturn
 
 import pytest
 
-from tests.helpers import digits_config
+from tests.helpers import EXPERIMENTS, digits_config
 
 pytestmark = pytest.mark.slow
 
@@ -73,6 +73,8 @@ class TrainedRun:
     curves_width: int  # of training_curves.png, from its PNG header
     link: str  # the run's page, as `backprop run` printed it
     description: str
+    diagnostics: dict[str, int]  # picture name -> width, from its PNG header
+    house: tuple[str, str, dict[str, int]]  # a house-prices run: experiment id, run id, its pictures
 
 
 def png_width(path: Path) -> int:
@@ -86,6 +88,13 @@ def trained_run(store: str, tmp_path: Path) -> TrainedRun:
     """`backprop run` of a small digits experiment (validation split 0.2), tracked into the test's store."""
     from mlflow import MlflowClient
 
+    house = subprocess.run(
+        [*BACKPROP, "run", str(EXPERIMENTS / "house_prices.toml"), "--quiet", "--set", "training.epochs=3"],
+        cwd=tmp_path,
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert house.returncode == 0, house.stderr
+    house_id = next(line for line in house.stdout.splitlines() if line.startswith("run id: ")).split()[-1]
     config = digits_config(name="ui-browser", tracking={"enabled": True})
     config["model"] = {"layers": [{"units": 16, "activation": "relu"}, {"units": 10}]}
     config["training"] = {"epochs": EPOCHS, "batch_size": 64}
@@ -104,6 +113,11 @@ def trained_run(store: str, tmp_path: Path) -> TrainedRun:
     assert run.data.params["optimizer.lr"] == "0.05"
     (model_output,) = run.outputs.model_outputs
     curves = client.download_artifacts(run_id, "training_curves.png", dst_path=str(tmp_path))
+
+    def pictures(run: str) -> dict[str, int]:
+        folder = Path(client.download_artifacts(run, "diagnostics", dst_path=str(tmp_path / run)))
+        return {p.name: png_width(p) for p in folder.glob("*.png")}
+
     return TrainedRun(
         run_id=run_id,
         experiment_id=run.info.experiment_id,
@@ -114,6 +128,8 @@ def trained_run(store: str, tmp_path: Path) -> TrainedRun:
         curves_width=png_width(Path(curves)),
         link=link,
         description=run.data.tags["mlflow.note.content"],
+        diagnostics=pictures(run_id),
+        house=(client.get_run(house_id).info.experiment_id, house_id, pictures(house_id)),
     )
 
 
@@ -267,6 +283,27 @@ def test_the_ui_shows_params_metric_charts_and_artifacts(
         expect(image, f"the curves PNG did not load; see {shot}").to_have_js_property(
             "naturalWidth", run.curves_width, timeout=TIMEOUT_MS
         )
+
+    # The pictures that explain the run, under diagnostics/: listed, and each one loads at its real size.
+    for experiment_id, run_id, pictures, expected in (
+        (run.experiment_id, run.run_id, run.diagnostics, {"confusion_matrix.png", "roc.png", "classes.png"}),
+        (*run.house, {"predicted_vs_actual.png", "residuals.png", "residual_histogram.png"}),
+    ):
+        assert expected | {"gradient_flow.png"} <= pictures.keys(), pictures
+        shot = tmp_path / f"diagnostics-{run_id}.png"
+        with view(page, shot):
+            page.goto(f"{ui.base}/#/experiments/{experiment_id}/runs/{run_id}/artifacts")
+            folder = artifact_node(page, "diagnostics")
+            expect(folder, f"no diagnostics folder; see {shot}").to_be_visible(timeout=TIMEOUT_MS)
+            folder.click()
+            for name, width in sorted(pictures.items()):
+                node = artifact_node(page, name)
+                expect(node, f"picture {name} not listed; see {shot}").to_be_visible(timeout=TIMEOUT_MS)
+                node.click()
+                image = page.get_by_role("img", name=f"diagnostics/{name}", exact=True)
+                expect(image, f"{name} did not load; see {shot}").to_have_js_property(
+                    "naturalWidth", width, timeout=TIMEOUT_MS
+                )
 
     # The model: MLflow 3 keeps it as a logged model beside the run, with its own artifacts.
     shot = tmp_path / "model.png"
