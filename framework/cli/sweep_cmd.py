@@ -94,18 +94,8 @@ def sweep(
             if sampler not in (None, "random") or (trials is not None and trials != random):
                 raise ConfigError("--random N is short for --sampler random --trials N: give one or the other")
             sampler, trials = "random", random
-        if trials is not None:
-            definition["trials"] = trials
-        if sampler is not None:
-            definition["sampler"] = sampler
-        if prune is not None:
-            definition["prune"] = prune
-        if study_storage is not None:
-            definition["study_storage"] = study_storage
-        if seed is not None:
-            definition["seed"] = seed
-        if metric is not None:
-            definition["metric"] = metric
+        given = {"trials": trials, "sampler": sampler, "prune": prune, "study_storage": study_storage, "seed": seed}
+        definition.update({key: value for key, value in {**given, "metric": metric}.items() if value is not None})
         section = SweepDefinition.model_validate(definition)
         view = _LiveView(enabled=not quiet)
         runner = SweepRunner(
