@@ -163,6 +163,9 @@ def test_an_interruption_marks_the_run_killed(client: Any, error: BaseException)
     assert run.info.status == "KILLED"
     assert "backprop.error" not in run.data.tags
     assert run.data.tags["backprop.stop_reason"] == f"interrupted: {type(error).__name__}"
+    # The pictures of the weights it ended with (xor: two inputs that vary, so its decision surface too).
+    pictures = {Path(a.path).name for a in client.list_artifacts(run.info.run_id, "diagnostics")}
+    assert {"confusion_matrix.png", "decision_surface.png", "gradient_flow.png"} <= pictures
 
 
 def test_the_run_id_is_set_before_other_callbacks_start(client: Any) -> None:
