@@ -235,6 +235,12 @@ class Layer(Component):
         """
         return {}
 
+    def intermediates(self) -> dict[str, Array]:
+        """Arrays the last training forward and backward computed inside the layer, by name, for `backprop
+        explain` (dense: "z", the pre-activation, and "delta", dL/dz). They may be live buffers: copy them.
+        {} by default: explain then shows the layer's input, output and gradients only."""
+        return {}
+
     def penalized(self) -> bool:
         """Whether this instance's `penalty()` can be non-zero (False by default: no cost per epoch)."""
         return False

@@ -95,6 +95,7 @@ class Dense(Layer):
         self._x: Array | None = None
         self._z: Array | None = None
         self._a: Array | None = None
+        self._dz: Array | None = None  # dL/dz of the last backward, for `intermediates` (backprop explain)
         self._n = 0
         self._train_bufs: tuple[Array, Array, Array, Array] | None = None  # the training forward's buffers
         self._regularised = self.params.l1 > 0 or self.params.l2 > 0
@@ -185,6 +186,7 @@ class Dense(Layer):
         _, _, dx, ones = bufs
         # dL/dz = f'(z) * dL/da (the activation may reuse `grad`'s memory).
         dz = grad if self._identity else self.activation.backward(z, a, grad)  # type: ignore[union-attr]
+        self._dz = dz
         np.matmul(x.T, dz, out=self.dW)  # dL/dW = x.T @ dL/dz
         if self._regularised:
             self._add_penalty_gradient()
@@ -194,6 +196,11 @@ class Dense(Layer):
             return None
         np.matmul(dz, self.W.T, out=dx)  # dL/dx = dL/dz @ W.T
         return dx
+
+    def intermediates(self) -> dict[str, Array]:
+        """z = x @ W + b of the last training forward and delta = dL/dz of the last backward (live buffers)."""
+        found = {"z": self._z, "delta": self._dz}
+        return {name: value for name, value in found.items() if value is not None}
 
     def _add_penalty_gradient(self) -> None:
         # d/dW of λ₁·Σ|W| + λ₂·ΣW² = λ₁·sign(W) + 2λ₂·W, added to dL/dW (sign(0) = 0).

@@ -18,7 +18,7 @@ import importlib
 import importlib.util
 import logging
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import numpy as np
 from pydantic import Field
@@ -289,6 +289,84 @@ class Diabetes(_SklearnDataset):
         return X, target[:, 0], ["target"]
 
 
+class ArraysParams(Params):
+    x: list[list[float]] = Field(min_length=1, description="The features, one row per sample, written in the file.")
+    y: list[int | float | str] | list[list[int | float]] = Field(
+        min_length=1, description="The targets, one per row of x: a number, a label, or a row of numbers."
+    )
+    task: Literal["auto", "regression", "binary", "multiclass"] = Field(
+        "auto", description="auto: integer or text targets are classification, other numbers regression."
+    )
+    classes: list[str] | None = Field(
+        None, description="Class names in the order of the codes 0..k-1 (text targets: the order of the labels)."
+    )
+    feature_names: list[str] | None = Field(None, description="Names of the features (default: x0, x1, ...).")
+
+
+class Arrays(Dataset):
+    """Samples written in the experiment file itself: `x` (one row per sample) and `y` (one target each).
+
+    For the smallest examples, such as the lesson's network on two samples (`experiments/seed.toml`):
+    `data = {name = "arrays", x = [[0, 1, 0], [1, 0, 1]], y = [[1], [0]]}`. With `task = "auto"`, integer or
+    text targets are classes (text labels coded 0..k-1 in the order of `classes`, else sorted), other numbers
+    regression targets.
+    """
+
+    name: ClassVar[str] = "arrays"
+    Params: ClassVar[type[Params]] = ArraysParams
+    params: ArraysParams
+
+    def load(self, rng: np.random.Generator) -> DataBundle:
+        p = self.params
+        width = len(p.x[0])
+        for i, row in enumerate(p.x):
+            if len(row) != width or not width:
+                raise DataError(f"data.x.{i}: {len(row)} values, but row 0 has {width}; every row needs the same")
+        if len(p.y) != len(p.x):
+            raise DataError(f"data.y: {len(p.y)} targets for {len(p.x)} rows of data.x; give one per row")
+        X = np.asarray(p.x, dtype=np.float64)
+        bad = np.argwhere(~np.isfinite(X))
+        if len(bad):
+            raise DataError(f"data.x.{bad[0][0]}: holds {X[tuple(bad[0])]}; values must be finite")
+        names = p.feature_names or [f"x{i}" for i in range(width)]
+        if len(names) != width:
+            raise DataError(f"data.feature_names: {len(names)} names for {width} features")
+        rows = [v if isinstance(v, list) else [v] for v in p.y]
+        if any(len(r) != len(rows[0]) for r in rows):
+            raise DataError("data.y: every target row needs the same number of values")
+        text = any(isinstance(v, str) for r in rows for v in r)
+        integer = all(isinstance(v, int) and not isinstance(v, bool) for r in rows for v in r)
+        task = p.task if p.task != "auto" else ("regression" if not (text or integer) else "classification")
+        if task == "regression":
+            if text:
+                raise DataError("data.y: task = 'regression' needs numbers, found text labels")
+            y = np.asarray(rows, dtype=np.float64)
+            if not np.isfinite(y).all():
+                raise DataError(f"data.y.{int(np.argwhere(~np.isfinite(y))[0][0])}: targets must be finite")
+            return DataBundle(X, y[:, 0] if y.shape[1] == 1 else y, "regression", names, [], "arrays in the file")
+        if len(rows[0]) != 1:
+            raise DataError("data.y: classification takes one label per row (a value, or a row of one value)")
+        labels = [r[0] for r in rows]
+        if text:
+            order = p.classes or sorted({str(v) for v in labels})
+            unknown = sorted({str(v) for v in labels} - set(order))
+            if unknown:
+                raise DataError(f"data.y: labels {unknown} are not in data.classes {order}")
+            codes = np.asarray([order.index(str(v)) for v in labels], dtype=np.int64)
+        else:
+            if not all(float(v).is_integer() and v >= 0 for v in labels):
+                raise DataError("data.y: class labels are the integers 0..k-1 (or text labels)")
+            codes = np.asarray(labels, dtype=np.int64)
+            k = len(p.classes) if p.classes else int(codes.max()) + 1
+            if codes.max() >= k:
+                raise DataError(f"data.y: label {int(codes.max())} but data.classes names {k} classes (0..{k - 1})")
+            order = p.classes or [str(i) for i in range(k)]
+        kind = task if task != "classification" else ("binary" if len(order) == 2 else "multiclass")
+        if kind == "binary" and len(order) != 2:
+            raise DataError(f"data.y: task = 'binary' needs 2 classes, found {len(order)}: {order}")
+        return DataBundle(X, codes, kind, names, list(order), "arrays in the file")
+
+
 @hookimpl
 def register_datasets() -> list[type[Dataset]]:
-    return [Xor, HousePrices, Digits, Iris, Wine, BreastCancer, Diabetes]
+    return [Xor, Arrays, HousePrices, Digits, Iris, Wine, BreastCancer, Diabetes]

@@ -17,6 +17,8 @@ import typer
 
 from framework.cli import (
     evaluate_cmd,
+    explain_cmd,
+    gradcheck_cmd,
     new_plugin_cmd,
     plugins_cmd,
     predict_cmd,
@@ -73,6 +75,8 @@ app.add_typer(runs_cmd.runs_app, name="runs")
 app.command("predict")(predict_cmd.predict)
 app.command("summary")(summary_cmd.summary)
 app.command("evaluate")(evaluate_cmd.evaluate)
+app.command("explain")(explain_cmd.explain)
+app.command("gradcheck")(gradcheck_cmd.gradcheck)
 
 
 def main() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -17,13 +17,16 @@ F64 = np.dtype(np.float64)
 F32 = np.dtype(np.float32)
 
 
-def numerical_gradient(f: Callable[[], float], x: Array, eps: float = 1e-6) -> Array:
+def numerical_gradient(
+    f: Callable[[], float], x: Array, eps: float = 1e-6, indices: Sequence[int] | None = None
+) -> Array:
     """Central differences (f(x + eps) - f(x - eps)) / 2 eps, one element of `x` (changed in place) at a time.
 
     `x` is restored after each element, so `f` always sees the original values except for the one nudged.
+    With `indices` (flat positions), only those elements are differenced; the others stay 0.
     """
     grad = np.zeros_like(x, dtype=np.float64)
-    for i in range(x.size):
+    for i in range(x.size) if indices is None else indices:
         original = x.flat[i]
         x.flat[i] = original + eps
         f_plus = f()

@@ -54,3 +54,17 @@ def test_a_page_without_blocks_or_with_an_unclosed_block_fails(tmp_path: Path) -
     page.write_text("```python\nx = 1\n", encoding="utf-8")
     with pytest.raises(ValueError, match="never closed"):
         run_markdown_python(page)
+
+
+def test_the_explain_output_on_the_page_is_the_commands() -> None:
+    import re
+
+    from typer.testing import CliRunner
+
+    from framework.cli import app
+
+    result = CliRunner().invoke(app, ["explain", str(ROOT / "experiments" / "seed.toml")])
+    assert result.exit_code == 0, result.output
+    shown = re.search(r"```text\n(.*?)```", PAGE.read_text(encoding="utf-8"), flags=re.S)
+    assert shown is not None, "docs/how-it-works.md: no ```text block with the explain output"
+    assert shown.group(1) == result.output, "regenerate it: backprop explain experiments/seed.toml"

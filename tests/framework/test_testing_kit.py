@@ -29,7 +29,10 @@ from framework.testing import (
 
 REGISTRY = Registry.from_host(create_plugin_manager(strict=True))
 # Components whose params have no defaults: the values the contract builds them with.
-PARAMS: dict[tuple[str, str], dict[str, Any]] = {("layer", "dense"): {"units": 3}}
+PARAMS: dict[tuple[str, str], dict[str, Any]] = {
+    ("layer", "dense"): {"units": 3},
+    ("dataset", "arrays"): {"x": [[0, 1, 0], [1, 0, 1], [1, 1, 0]], "y": [1, 0, 1]},
+}
 CASES = [
     pytest.param(kind, name, id=f"{kind}-{name}")
     for kind in ("activation", "loss", "layer", "initializer", "optimizer", "dataset", "metric", "callback")
