@@ -53,7 +53,8 @@ STATE_ARRAYS = "state.npz"
 MODEL_DIR = "model"
 EPOCH_DIR = re.compile(r"^epoch-(\d+)$")
 
-RESUMABLE_CHANGES = ("training.epochs", "training.checkpoint_", "tracking.", "sweep")
+# data.in_memory says how the data is held (read or memory-mapped), not what it is: the fingerprint checks that.
+RESUMABLE_CHANGES = ("training.epochs", "training.checkpoint_", "tracking.", "sweep", "data.in_memory")
 """Config keys that may differ between a checkpoint and the run that resumes it (prefixes)."""
 
 
@@ -132,7 +133,11 @@ def data_fingerprint(trainer: Trainer) -> str:
             if split is not None:
                 for array in (split.X, split.targets):
                     digest.update(str(array.shape).encode())
-                    digest.update(np.ascontiguousarray(array).tobytes())
+                    if hasattr(array, "chunks"):  # memory-mapped rows: hashed a chunk at a time, the same bytes
+                        for chunk in array.chunks():
+                            digest.update(chunk.tobytes())
+                    else:
+                        digest.update(np.ascontiguousarray(array).tobytes())
         cached = digest.hexdigest()
         trainer._data_fingerprint = cached  # type: ignore[attr-defined]
     return cached

@@ -27,7 +27,7 @@ def check_bundle(bundle: DataBundle, dataset: str) -> None:
         raise DataError(f"dataset {dataset!r}: {len(X)} feature rows but {len(y)} targets")
     if not np.issubdtype(X.dtype, np.number):
         raise DataError(f"dataset {dataset!r}: features must be numeric, got dtype {X.dtype}")
-    bad = ~np.isfinite(X).all(axis=0)
+    bad = ~_finite_columns(X)
     if bad.any():
         column = int(np.flatnonzero(bad)[0])
         label = bundle.feature_names[column] if column < len(bundle.feature_names) else f"#{column}"
@@ -47,6 +47,16 @@ def check_bundle(bundle: DataBundle, dataset: str) -> None:
             )
     elif len(y) and (np.min(y) < 0 or not np.issubdtype(np.asarray(y).dtype, np.integer)):
         raise DataError(f"dataset {dataset!r}: class labels must be integers from 0, got dtype {np.asarray(y).dtype}")
+
+
+def _finite_columns(X: Array, rows: int = 1 << 16) -> Array:
+    """Per column: every value finite. In chunks of rows, so a memory-mapped file is never read whole."""
+    if not isinstance(X, np.memmap):
+        return np.asarray(np.isfinite(X).all(axis=0))
+    finite = np.ones(X.shape[1], dtype=bool)
+    for start in range(0, len(X), rows):
+        finite &= np.isfinite(X[start : start + rows]).all(axis=0)
+    return finite
 
 
 def split_indices(
@@ -85,10 +95,23 @@ def split_indices(
 def prepare(
     bundle: DataBundle, fraction: float, standardize: bool, dtype: np.dtype[Any], rng: np.random.Generator
 ) -> tuple[Array, Array, Array, Array, Standardizer | None]:
-    """Split, cast and standardise: (X_train, y_train, X_val, y_val, standardizer)."""
-    X = np.asarray(bundle.X, dtype=dtype)
+    """Split, cast and standardise: (X_train, y_train, X_val, y_val, standardizer).
+
+    Memory-mapped features (`np.memmap`) stay in their file: the splits are `MappedRows` that gather, cast and
+    standardise rows per minibatch, with the statistics from a streaming pass (framework/mapped.py).
+    """
     y = np.asarray(bundle.y)
     labels = y if bundle.task != "regression" else None
+    if isinstance(bundle.X, np.memmap):
+        from framework.mapped import MappedRows, streamed_standardizer
+
+        train_idx, val_idx = split_indices(len(bundle.X), fraction, rng, labels)
+        train = MappedRows(bundle.X, train_idx, dtype)
+        mapped_scaler = streamed_standardizer(train) if standardize else None
+        train.scaler = mapped_scaler
+        val = MappedRows(bundle.X, val_idx, dtype, mapped_scaler)
+        return train, y[train_idx], val, y[val_idx], mapped_scaler  # type: ignore[return-value]
+    X = np.asarray(bundle.X, dtype=dtype)
     train_idx, val_idx = split_indices(len(X), fraction, rng, labels)
     X_train, X_val = X[train_idx], X[val_idx]
     scaler = Standardizer.fit(X_train) if standardize else None

@@ -1,5 +1,8 @@
 """Datasets read from files: `csv` (a table with a target column) and `npz` (numpy `.npz` or `.npy` arrays).
 
+A CSV file is read by pyarrow (plugins/tables.py); a file Arrow refuses is read again by the Python reader here,
+whose message names the file, the line or data row and the column. A line may be at most 1 MiB long.
+
 Relative paths are relative to the experiment file (or the current directory for an experiment built in
 Python). Nothing is unpickled: `.npz`/`.npy` files are read with `allow_pickle=False`.
 
@@ -13,6 +16,7 @@ non-finite feature values are not imputed: training refuses them, naming the col
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -20,48 +24,20 @@ import numpy as np
 from pydantic import Field
 
 from framework import DataBundle, Dataset, Params, hookimpl
-from framework.errors import DataError, did_you_mean
+from framework.errors import DataError
+from plugins.tables import (
+    LINE_LIMIT,
+    ArrowRefused,
+    check_column,
+    encode_labels,
+    refuse_non_finite,
+    resolve_path,
+    resolve_paths,
+)
+
+__all__ = ["CsvDataset", "NpzDataset", "encode_labels", "resolve_path"]
 
 TaskChoice = Literal["auto", "regression", "binary", "multiclass"]
-
-
-def resolve_path(dataset: Dataset, path: str) -> Path:
-    """`path` relative to the experiment file's directory; a missing file is a one-line error."""
-    resolved = Path(path).expanduser()
-    if not resolved.is_absolute() and dataset.base_dir is not None:
-        resolved = dataset.base_dir / resolved
-    if resolved.is_dir():
-        raise DataError(f"data.path: {str(resolved)!r} is a directory; help: name the data file itself")
-    if not resolved.is_file():
-        raise DataError(
-            f"data.path: file {str(resolved)!r} not found; help: a relative path is relative to the experiment file"
-        )
-    return resolved
-
-
-def encode_labels(
-    values: list[str] | np.ndarray, classes: list[str] | None, where: str
-) -> tuple[np.ndarray, list[str]]:
-    """Labels as integers 0..k-1, in the order of `classes` (or sorted), and the label names."""
-    names = [_label_name(v) for v in values]
-    if classes is None:
-        try:  # numeric labels sort as numbers (2 before 10), others as text
-            order = sorted(set(names), key=float)
-        except ValueError:
-            order = sorted(set(names))
-    else:
-        order = list(classes)
-        unknown = sorted(set(names) - set(order))
-        if unknown:
-            raise DataError(f"{where}: labels {unknown[:5]} are not among the classes {order}")
-    index = {name: i for i, name in enumerate(order)}
-    return np.array([index[n] for n in names], dtype=np.int64), order
-
-
-def _label_name(value: Any) -> str:
-    if isinstance(value, float | np.floating) and float(value).is_integer():
-        return str(int(value))  # 1.0 and 1 are the same class
-    return str(value).strip()
 
 
 def _task_of(task: TaskChoice, n_labels: int, numeric: bool) -> Any:
@@ -90,10 +66,72 @@ class CsvDataset(Dataset):
     params: CsvParams
 
     def load(self, rng: np.random.Generator) -> DataBundle:
-        path = resolve_path(self, self.params.path)
+        paths = resolve_paths(self, self.params.path, (".csv", ".tsv", ".txt"))
+        try:
+            return self._load_arrow(paths)
+        except ArrowRefused as refused:
+            shard = refused.args[0] if refused.args else paths[0]
+            bundle = self._load_python(shard)  # reads it again to name the line, row and column Arrow refused
+            if len(paths) == 1:
+                return bundle
+            raise DataError(
+                f"{shard}: Arrow could not read this shard, though it is a valid CSV table on its own; help: "
+                "write the shards with plain numbers (no '_' or other spellings Arrow does not parse)"
+            ) from None
+
+    def _load_arrow(self, paths: list[Path]) -> DataBundle:
+        import pyarrow as pa
+
+        from plugins.tables import (
+            csv_header,
+            float_matrix,
+            read_csv_columns,
+            refuse_non_finite,
+            text_codes,
+            text_floats,
+            text_target,
+        )
+
+        p = self.params
+        tables: list[Any] = []
+        first = csv_header(paths[0], p.delimiter) if len(paths) > 1 else []
+        for shard in paths:  # read in name order as one table; every shard must have the first one's columns
+            try:
+                columns = csv_header(shard, p.delimiter) if first else first
+            except ArrowRefused:
+                raise ArrowRefused(shard) from None
+            if columns != first:
+                raise DataError(f"{shard}: columns {columns} differ from {paths[0].name}'s {first}")
+            try:
+                features, target, table = read_csv_columns(shard, p.delimiter, p.header, p.target, p.features)
+            except ArrowRefused:
+                raise ArrowRefused(shard) from None
+            tables.append(table)
+        table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+        path = paths[0] if len(paths) == 1 else paths[0].parent
+        if table.num_rows == 0:
+            raise DataError(f"{path}: no data rows")
+        X = float_matrix(table, features)
+        shards = [(shard, t.num_rows) for shard, t in zip(paths, tables, strict=True)]
+        refuse_non_finite(X, features, shards, "feature")
+        text, numeric = text_target(table, target)
+        where = f"{path}: column {target!r}"
+        if p.task == "regression" or (p.task == "auto" and numeric):
+            if not numeric:
+                raise DataError(f"{path}: task = 'regression' but the target column {target!r} is not numeric")
+            y = text_floats(text)
+            refuse_non_finite(y, [target], shards, "target")
+            return DataBundle(X, y, "regression", features, [target], f"{path.name}: {target}")
+        codes, names = text_codes(text, p.classes, where)
+        task = p.task if p.task != "auto" else ("binary" if len(names) == 2 else "multiclass")
+        _check_binary(task, names, where)
+        return DataBundle(X, codes, task, features, names, f"{path.name}: {target}")
+
+    def _load_python(self, path: Path) -> DataBundle:
+        """The plain reader: slow, but it names the line, data row and column of whatever is wrong."""
         try:
             with open(path, newline="", encoding="utf-8-sig") as fh:
-                rows = [row for row in csv.reader(fh, delimiter=self.params.delimiter) if row]
+                rows = [row for row in csv.reader(_limited(fh, path), delimiter=self.params.delimiter) if row]
         except UnicodeDecodeError as exc:
             raise DataError(
                 f"{path}: not a UTF-8 text file (byte {exc.start}: {exc.reason}); help: save the table as UTF-8 CSV"
@@ -112,15 +150,16 @@ class CsvDataset(Dataset):
             if len(row) != len(columns):
                 raise DataError(f"{path}: line {number} has {len(row)} values, expected {len(columns)}")
         target = self.params.target if self.params.target is not None else columns[-1]
-        self._check_column(path, target, columns, "target")
+        check_column(path, target, columns, "target")
         features = self.params.features or [c for c in columns if c != target]
         for name in features:
-            self._check_column(path, name, columns, "features")
+            check_column(path, name, columns, "features")
         table = {name: [row[i].strip() for row in rows] for i, name in enumerate(columns)}
 
         X = np.empty((len(rows), len(features)), dtype=np.float64)
         for j, name in enumerate(features):
             X[:, j] = self._numeric(path, name, table[name])
+        refuse_non_finite(X, features, [(path, len(rows))], "feature")
         raw_target = table[target]
         numeric = _all_numeric(raw_target)
         n_labels = len(set(raw_target))
@@ -129,19 +168,11 @@ class CsvDataset(Dataset):
             if not numeric:
                 raise DataError(f"{path}: task = 'regression' but the target column {target!r} is not numeric")
             y = self._numeric(path, target, raw_target)
+            refuse_non_finite(y, [target], [(path, len(rows))], "target")
             return DataBundle(X, y, "regression", features, [target], f"{path.name}: {target}")
         codes, names = encode_labels(raw_target, self.params.classes, f"{path}: column {target!r}")
         _check_binary(task, names, f"{path}: column {target!r}")
         return DataBundle(X, codes, task, features, names, f"{path.name}: {target}")
-
-    @staticmethod
-    def _check_column(path: Path, name: str, columns: list[str], key: str) -> None:
-        if name not in columns:
-            hint = did_you_mean(name, columns)
-            raise DataError(
-                f"data.{key}: {path.name} has no column {name!r}. Columns: {', '.join(columns)}."
-                + (f" Did you mean {hint!r}?" if hint else "")
-            )
 
     @staticmethod
     def _numeric(path: Path, name: str, values: list[str]) -> np.ndarray:
@@ -155,6 +186,34 @@ class CsvDataset(Dataset):
                     "may hold labels"
                 ) from None
         return out
+
+
+MAP_SHARE = 0.25
+"""`in_memory = "auto"` maps an .npy file larger than this share of the available memory."""
+
+
+def _map_it(path: Path, in_memory: bool | str) -> bool:
+    if in_memory != "auto":
+        return not in_memory
+    try:
+        with open("/proc/meminfo") as fh:
+            available = next(int(line.split()[1]) * 1024 for line in fh if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError):  # not Linux: the physical memory, as the OS reports it
+        import os
+
+        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return path.stat().st_size > MAP_SHARE * available
+
+
+def _limited(lines: Iterable[str], path: Path) -> Iterator[str]:
+    """The lines of a file, refusing one longer than `LINE_LIMIT` (Arrow's block: a row must fit in one)."""
+    for number, line in enumerate(lines, start=1):
+        if len(line) > LINE_LIMIT:
+            raise DataError(
+                f"{path}: line {number} is {len(line.encode()):,} bytes long, over the limit of {LINE_LIMIT:,} bytes "
+                "(1 MiB) per line; help: split the row, or save wide data as Parquet or .npy"
+            )
+        yield line
 
 
 def _check_binary(task: Any, names: list[str], where: str) -> None:
@@ -180,6 +239,11 @@ class NpzParams(Params):
     )
     classes: list[str] | None = Field(None, description="Class labels in the order of their codes 0..k-1.")
     feature_names: list[str] | None = Field(None, description="Names of the features (default: x0, x1, ...).")
+    in_memory: bool | Literal["auto"] = Field(
+        "auto",
+        description="An .npy file: true reads it, false memory-maps it (minibatches read from the file); auto maps "
+        "it when it is larger than a quarter of the available memory.",
+    )
 
 
 class NpzDataset(Dataset):
@@ -191,8 +255,9 @@ class NpzDataset(Dataset):
 
     def load(self, rng: np.random.Generator) -> DataBundle:
         path = resolve_path(self, self.params.path)
+        mapped = path.suffix.lower() == ".npy" and _map_it(path, self.params.in_memory)
         try:
-            loaded = np.load(path, allow_pickle=False)
+            loaded = np.load(path, allow_pickle=False, mmap_mode="r" if mapped else None)
         except ValueError as exc:
             raise DataError(f"{path}: refused to load ({exc})") from None
         except (OSError, EOFError) as exc:
@@ -200,7 +265,7 @@ class NpzDataset(Dataset):
         if isinstance(loaded, np.ndarray):
             if loaded.ndim != 2 or loaded.shape[1] < 2:
                 raise DataError(f"{path}: an .npy dataset is a 2-D array with the target in the last column")
-            X, y = loaded[:, :-1], loaded[:, -1]
+            X, y = loaded[:, :-1], np.array(loaded[:, -1])  # mapped: the features stay in the file
         else:
             with loaded:
                 missing = [k for k in (self.params.x_key, self.params.y_key) if k not in loaded.files]
@@ -230,4 +295,6 @@ class NpzDataset(Dataset):
 
 @hookimpl
 def register_datasets() -> list[type[Dataset]]:
-    return [CsvDataset, NpzDataset]
+    from plugins.columnar_datasets import FeatherDataset, ParquetDataset
+
+    return [CsvDataset, NpzDataset, ParquetDataset, FeatherDataset]

@@ -64,6 +64,20 @@ def params_for(kind: str, name: str, folder: Path) -> dict[str, Any]:
     if (kind, name) == ("dataset", "npz"):
         np.savez(folder / "data.npz", X=X, y=y)
         return {"path": str(folder / "data.npz")}
+    if (kind, name) in {("dataset", "parquet"), ("dataset", "feather")}:
+        import pyarrow as pa
+
+        table = pa.table({"a": X[:, 0], "b": X[:, 1], "c": X[:, 2], "label": ["yes" if t else "no" for t in y]})
+        path = folder / f"data.{name}"
+        if name == "parquet":
+            import pyarrow.parquet as pq
+
+            pq.write_table(table, path)
+        else:
+            import pyarrow.feather as feather
+
+            feather.write_feather(table, path)
+        return {"path": str(path)}
     return PARAMS.get((kind, name), {})
 
 

@@ -120,3 +120,129 @@ def test_standardised_regression_targets_are_stored_with_the_model(tmp_path: Pat
     x = np.array([[3.0], [10.0]])
     np.testing.assert_allclose(loaded.predict(x), result.model.predict(x), rtol=1e-6)
     assert np.all(np.abs(result.model.predict(x)) > 10)  # not standardised units
+
+
+# -- the Arrow reader (issue 21): same answers as the Python reader, same refusals ----------------------------
+
+
+def load_csv(tmp_path: Path, text: str | bytes, **params: Any) -> Any:
+    from plugins.file_datasets import CsvDataset
+
+    path = tmp_path / "t.csv"
+    path.write_bytes(text.encode() if isinstance(text, str) else text)
+    return CsvDataset(path=str(path), **params).load(np.random.default_rng(0))
+
+
+CLEAN = {
+    "text labels, spaces, quotes": ('a,b,kind\n1, 2.5 ,flat\n-3,4e2, house\n5,"6",flat\n', {}),
+    "numeric labels as classes": ("x,y\n0.5,2\n1.5,10\n2.5,2\n3.5,1\n", {"task": "multiclass"}),
+    "no header, delimiter": ("1;2;a\n3;4;b\n\n5;6;a\n", {"header": False, "delimiter": ";"}),
+    "chosen features and target": ("p,q,r,s\n1,2,3,x\n4,5,6,y\n7,8,9,x\n", {"features": ["r", "p"], "target": "s"}),
+    "regression with a leading BOM": ("\ufeffa,b,price\n1,2,0.1\n3,4,0.30000000000000004\n", {}),
+    "classes in a given order": ("a,c\n1,lo\n2,hi\n3,mid\n", {"classes": ["lo", "mid", "hi"]}),
+}
+
+
+@pytest.mark.parametrize("case", list(CLEAN))
+def test_arrow_reads_what_the_python_reader_reads(tmp_path: Path, case: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from plugins.file_datasets import CsvDataset
+
+    text, params = CLEAN[case]
+    oracle = CsvDataset(path=str(tmp_path / "t.csv"), **params)
+    (tmp_path / "t.csv").write_text(text, encoding="utf-8")
+    expected = oracle._load_python(tmp_path / "t.csv")
+
+    def no_fallback(self: Any, path: Path) -> Any:
+        raise AssertionError("a clean file must not need the Python reader")
+
+    monkeypatch.setattr(CsvDataset, "_load_python", no_fallback)
+    got = load_csv(tmp_path, text, **params)
+    assert (got.task, got.feature_names, got.target_names) == (
+        expected.task,
+        expected.feature_names,
+        expected.target_names,
+    )
+    np.testing.assert_array_equal(got.X, expected.X)  # both correctly rounded: bitwise the same floats
+    np.testing.assert_array_equal(got.y, expected.y)
+    assert got.y.dtype == expected.y.dtype
+
+
+def test_labels_are_encoded_as_a_dictionary_oracle_says(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    labels = rng.choice(["b", "a", " c", "10", "9"], size=5000)
+    rows = "\n".join(f"{i},{label}" for i, label in enumerate(labels))
+    bundle = load_csv(tmp_path, "x,y\n" + rows + "\n")
+    names = sorted({label.strip() for label in labels})  # text labels sort as text
+    oracle = np.array([names.index(label.strip()) for label in labels])
+    assert bundle.target_names == names
+    np.testing.assert_array_equal(bundle.y, oracle)
+    from plugins.tables import encode_labels
+
+    codes, order = encode_labels(np.array([3.0, 10.0, 2.0, 10.0]), None, "t")  # numbers sort as numbers
+    assert order == ["2", "3", "10"]
+    np.testing.assert_array_equal(codes, [1, 2, 0, 2])
+
+
+HOSTILE = {
+    "NaN": ("a,b,y\n1,2,x\nnan,3,y\n", "t.csv: feature 'a' has NaN or infinite values (1 rows, first in data row 2)"),
+    "inf": ("a,b,y\n1,-inf,x\n2,3,y\n", "t.csv: feature 'b' has NaN or infinite values (1 rows, first in data row 1)"),
+    "ragged row": ("a,b,y\n1,2,x\n3,y\n", "t.csv: line 3 has 2 values, expected 3"),
+    "non-numeric cell": ("a,b,y\n1,2,x\n3,four,y\n", "column 'b' is not numeric ('four' in data row 2)"),
+    "NaN target": (
+        "a,y\n1,0.5\n2,0.7\n3,inf\n",
+        "t.csv: target 'y' has NaN or infinite values (1 rows, first in data row 3)",
+    ),
+    "NaN in a shape Arrow refuses": ("a,b,y\n1,2,x\n1_0,nan,y\n", "t.csv: feature 'b' has NaN or infinite values"),
+    "NA is not a number": ("a,b,y\n1,NA,x\n3,4,y\n", "column 'b' is not numeric ('NA' in data row 1)"),
+    "header only": ("a,b,y\n", "t.csv: no data rows"),
+    "empty file": ("", "t.csv: the file is empty"),
+    "a BOM inside the data": ("a,b,y\n1,2,x\n\ufeff3,4,y\n", "column 'a' is not numeric ('\\ufeff3' in data row 2)"),
+    "line over the limit": (
+        "a,b,y\n1,2,x\n3,4," + "y" * (1 << 20) + "\n",
+        "t.csv: line 3 is 1,048,580 bytes long, over the limit of 1,048,576 bytes",
+    ),
+    "line over the limit, no newline at the end": (
+        "a,b,y\n" + "1,2,x\n" * 70000 + "3,4," + "y" * (1 << 20),
+        "t.csv: line 70002 is 1,048,580 bytes long",
+    ),
+    "not UTF-8": (b"a,b,y\n1,2,\xff\n", "not a UTF-8 text file"),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE))
+def test_hostile_csv_is_refused_naming_file_row_and_column(tmp_path: Path, case: str) -> None:
+    from framework.data import check_bundle
+
+    text, message = HOSTILE[case]
+    with pytest.raises(DataError) as caught:
+        check_bundle(load_csv(tmp_path, text), "csv")
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_csv_shards_in_a_folder_or_glob_read_as_one_table(tmp_path: Path) -> None:
+    from plugins.file_datasets import CsvDataset
+
+    header, rows = "a,b,kind\n", [f"{i},{i * i},{'xyz'[i % 3]}\n" for i in range(10)]
+    (tmp_path / "whole.csv").write_text(header + "".join(rows))
+    oracle = CsvDataset(path=str(tmp_path / "whole.csv"))._load_python(tmp_path / "whole.csv")
+    (tmp_path / "parts").mkdir()
+    for name, part in (("p-2.csv", rows[7:]), ("p-0.csv", rows[:3]), ("p-1.csv", rows[3:7])):
+        (tmp_path / "parts" / name).write_text(header + "".join(part))
+    (tmp_path / "parts" / "notes.md").write_text("not a shard")
+    for path in ("parts", "parts/p-*.csv"):
+        got = CsvDataset(path=str(tmp_path / path)).load(np.random.default_rng(0))
+        np.testing.assert_array_equal(got.X, oracle.X)
+        np.testing.assert_array_equal(got.y, oracle.y)  # labels encoded over all shards at once
+        assert got.target_names == oracle.target_names == ["x", "y", "z"]
+    (tmp_path / "parts" / "p-3.csv").write_text("a,b,kind\n1,2,x\n3,four,y\n")
+    with pytest.raises(DataError, match=r"p-3\.csv: column 'b' is not numeric \('four' in data row 2\)"):
+        CsvDataset(path=str(tmp_path / "parts")).load(np.random.default_rng(0))
+    (tmp_path / "parts" / "p-3.csv").write_text("a,b,kind\n1,2,x\n3,inf,y\n")
+    with pytest.raises(
+        DataError, match=r"p-3\.csv: feature 'b' has NaN or infinite values \(1 rows, first in data row 2\)"
+    ):
+        CsvDataset(path=str(tmp_path / "parts")).load(np.random.default_rng(0))
+    (tmp_path / "parts" / "p-3.csv").write_text("a,kind,b\n1,x,2\n")
+    with pytest.raises(DataError, match=r"p-3\.csv: columns \['a', 'kind', 'b'\] differ from p-0\.csv's"):
+        CsvDataset(path=str(tmp_path / "parts")).load(np.random.default_rng(0))

@@ -1,0 +1,130 @@
+"""Typed column files read through Arrow (issue 21): `parquet` and `feather` (Arrow IPC) datasets.
+
+Only the chosen columns are read (`features`, default every column but the target). The columns keep their
+types, so the target's type decides the task with `task = "auto"`: floating point is regression; integers,
+booleans and text are class labels (encoded 0..k-1 in the order of `classes`, else sorted). Feature columns must
+be numeric (integers and booleans are read as numbers); a missing value is refused before training, naming the
+column. `path` may be one file, a folder or a glob: the files of one format are read in name order as one table.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+from pydantic import Field
+
+from framework import DataBundle, Dataset, Params
+from framework.errors import DataError
+from plugins.tables import check_column, resolve_paths
+
+TaskChoice = Literal["auto", "regression", "binary", "multiclass"]
+
+
+class ColumnarParams(Params):
+    path: str = Field(description="A file, a folder or a glob (relative to the experiment file); shards in name order.")
+    target: str | None = Field(None, description="Name of the target column (default: the last column).")
+    features: list[str] | None = Field(None, description="Feature columns to read (default: every other column).")
+    task: TaskChoice = Field(
+        "auto", description="auto: a floating-point target is regression; integer, boolean or text: classification."
+    )
+    classes: list[str] | None = Field(None, description="Class labels in the order of their codes 0..k-1.")
+
+
+class ColumnarDataset(Dataset):
+    """A table of typed columns; subclasses name the Arrow file format and the files' suffixes."""
+
+    Params: ClassVar[type[Params]] = ColumnarParams
+    params: ColumnarParams
+    format: ClassVar[str]
+    suffixes: ClassVar[tuple[str, ...]]
+
+    def load(self, rng: np.random.Generator) -> DataBundle:
+        import pyarrow as pa
+        import pyarrow.dataset as pads
+
+        p = self.params
+        paths = resolve_paths(self, p.path, self.suffixes)
+        where = paths[0] if len(paths) == 1 else paths[0].parent
+        try:
+            source = pads.dataset([str(f) for f in paths], format=self.format)
+            columns = list(source.schema.names)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise DataError(f"{where}: not a readable {self.name} file ({_first_line(exc)})") from None
+        target = p.target if p.target is not None else columns[-1]
+        check_column(where, target, columns, "target")
+        features = p.features or [c for c in columns if c != target]
+        for name in features:
+            check_column(where, name, columns, "features")
+        schema = source.schema
+        for name in features:
+            kind = schema.field(name).type
+            if not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)):
+                raise DataError(
+                    f"{where}: column {name!r} is of type {kind}, not numeric; only the target may hold labels"
+                )
+        try:
+            table = source.to_table(columns=list(dict.fromkeys([*features, target])))
+        except (pa.ArrowInvalid, OSError) as exc:  # shards whose schemas differ, a torn file
+            raise DataError(f"{where}: not a readable {self.name} table ({_first_line(exc)})") from None
+        if table.num_rows == 0:
+            raise DataError(f"{where}: no data rows")
+        return _bundle(table, features, target, p, where)
+
+
+def _bundle(table: Any, features: list[str], target: str, p: ColumnarParams, where: Path) -> DataBundle:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from plugins.file_datasets import _check_binary
+    from plugins.tables import encode_labels, float_matrix, text_codes
+
+    numbers = {n: pc.cast(table.column(n), pa.float64()) for n in features}
+    X = float_matrix(pa.table(numbers), features) if features else np.empty((table.num_rows, 0))
+    column = table.column(target)
+    kind = column.type
+    if pa.types.is_dictionary(kind):
+        column, kind = column.cast(kind.value_type), kind.value_type
+    text = pa.types.is_string(kind) or pa.types.is_large_string(kind)
+    floating = pa.types.is_floating(kind)
+    description = f"{where.name}: {target}"
+    if p.task == "regression" or (p.task == "auto" and floating):
+        if text or not (floating or pa.types.is_integer(kind)):
+            raise DataError(f"{where}: task = 'regression' but the target column {target!r} is of type {kind}")
+        y = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
+        return DataBundle(X, np.asarray(y, dtype=np.float64), "regression", features, [target], description)
+    if column.null_count:
+        rows = np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))
+        raise DataError(
+            f"{where}: target {target!r} has {len(rows)} missing labels (first at row {int(rows[0])}); "
+            "drop those rows or fill in their labels before training"
+        )
+    label_where = f"{where}: column {target!r}"
+    if text:
+        codes, names = text_codes(pc.utf8_trim_whitespace(column), p.classes, label_where)
+    else:
+        codes, names = encode_labels(column.to_numpy(zero_copy_only=False), p.classes, label_where)
+    task = p.task if p.task != "auto" else ("binary" if len(names) == 2 else "multiclass")
+    _check_binary(task, names, label_where)
+    return DataBundle(X, codes, task, features, names, description)
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+class ParquetDataset(ColumnarDataset):
+    """A Parquet file (or folder, or glob of them): only the chosen columns are read."""
+
+    name: ClassVar[str] = "parquet"
+    format: ClassVar[str] = "parquet"
+    suffixes: ClassVar[tuple[str, ...]] = (".parquet", ".pq")
+
+
+class FeatherDataset(ColumnarDataset):
+    """A Feather (Arrow IPC) file, or folder, or glob of them: only the chosen columns are read."""
+
+    name: ClassVar[str] = "feather"
+    format: ClassVar[str] = "feather"
+    suffixes: ClassVar[tuple[str, ...]] = (".feather", ".arrow", ".ipc")
