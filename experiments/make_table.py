@@ -3,7 +3,7 @@
     python experiments/make_table.py big.csv --rows 1000000          # also .parquet, .feather or .npy
 
 The target is a noisy linear function of the features, y = X·w + 0.1·ε with w ~ N(0, 1) and ε ~ N(0, 1) (seeded),
-so `experiments/big.toml` can learn it: its val_loss falls towards 0.01, the noise's variance. CSV is written in
+so `experiments/scale/big.toml` can learn it: its val_loss falls towards 0.01, the noise's variance. CSV is written in
 chunks, so memory stays small whatever the size; .npy holds the features and the target as its last column.
 """
 

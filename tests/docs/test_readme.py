@@ -46,7 +46,7 @@ def test_the_readme_data_at_scale_commands_run(tmp_path: Path) -> None:
     block = README.split("Data at scale:")[1].split("```bash\n")[1].split("```")[0]
     make, run = (line.split("  #")[0].strip() for line in block.strip().splitlines())
     assert make.startswith("python experiments/make_table.py big.csv --rows 1000000")
-    assert run.startswith("backprop run experiments/big.toml --set data.path=$PWD/big.csv")
+    assert run.startswith("backprop run experiments/scale/big.toml --set data.path=$PWD/big.csv")
     env = {**os.environ, "PWD": str(tmp_path)}
     made = subprocess.run(
         [sys.executable, str(ROOT / "experiments" / "make_table.py"), *shlex.split(make)[2:-1], "10000"],
