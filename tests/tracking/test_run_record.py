@@ -8,6 +8,7 @@ model listed here, and the same values.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,8 @@ def record(client: Any, run_id: str) -> dict[str, Any]:
 
     run = client.get_run(run_id)
     tags = {k: v for k, v in run.data.tags.items() if k not in {"mlflow.runName"}}
+    if "mlflow.note.content" in tags:  # the description quotes the run's wall time, which differs run to run
+        tags["mlflow.note.content"] = re.sub(r"; [0-9.]+ s\.", "; (wall time) s.", tags["mlflow.note.content"])
     (dataset_input,) = run.inputs.dataset_inputs
     dataset = dataset_input.dataset
     (model,) = client.search_logged_models(
