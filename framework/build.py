@@ -162,7 +162,14 @@ def build_model(
         layer = registry.create("layer", spec.type, params, where=f"model.layers.{i}", expect=Layer)
         registry.attach_components(layer, where=f"model.layers.{i}")  # its activation, initialisers
         layer.needs_input_grad = i > 0  # the first layer's input is the data: no gradient needed
-        width = layer.build(width, dtype, rng)
+        try:
+            width = layer.build(width, dtype, rng)
+        except MemoryError as exc:  # `units = 1e12`: refused by name, before anything is written (issue 19)
+            where = f"{experiment.source}: " if experiment.source is not None else ""
+            raise UserError(
+                f"{where}model.layers.{i}: the {spec.type} layer does not fit in memory ({exc}); "
+                "help: give it fewer units"
+            ) from None
         layers.append(layer)
     return Model(layers, input_dim, dtype)
 

@@ -102,6 +102,9 @@ class TrainingSection(Section):
     checkpoint_dir: str = Field(
         "checkpoints", description="Root of the checkpoints: <dir>/<experiment>/<run id>/epoch-NNNN (cwd-relative)."
     )
+    checkpoint_keep: int = Field(
+        2, ge=0, description="Keep the newest N epoch checkpoints of a run (0: all); 2 leaves one to fall back to."
+    )
 
 
 class TrackingSection(Section):
@@ -200,6 +203,10 @@ class Experiment(Section):
             where = f"{source}: " if source is not None else ""
             lines = format_validation_error(exc, model=cls).splitlines()
             raise ConfigError("\n".join(where + line for line in lines)) from None
+        from framework.limits import check_finite, check_names
+
+        check_finite(dict(data), source)  # after validation: its messages (NaN lr: "greater than 0") come first
+        check_names(data, source)
         experiment._source = source
         return experiment
 
@@ -225,6 +232,9 @@ def read_config_file(path: Path) -> dict[str, Any]:
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
         raise ConfigError(f"{path}: unsupported config format {suffix!r}; use one of {', '.join(SUFFIXES)}")
+    from framework.limits import check_file_size, check_value_count
+
+    check_file_size(path)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -246,6 +256,7 @@ def read_config_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: invalid YAML: {' '.join(str(exc).split())}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a table of keys, got {type(data).__name__}")
+    check_value_count(data, path)
     return data
 
 

@@ -67,6 +67,10 @@ class CsvDataset(Dataset):
 
     def load(self, rng: np.random.Generator) -> DataBundle:
         paths = resolve_paths(self, self.params.path, (".csv", ".tsv", ".txt"))
+        from plugins.tables import refuse_bom
+
+        for path in paths:
+            refuse_bom(path)
         try:
             return self._load_arrow(paths)
         except ArrowRefused as refused:
@@ -279,6 +283,11 @@ class NpzDataset(Dataset):
                     ) from None
         if X.ndim == 1:
             X = X.reshape(-1, 1)
+        if len(X) != len(y):
+            raise DataError(
+                f"{path}: {len(X)} feature rows but {len(y)} targets; help: {self.params.x_key!r} and "
+                f"{self.params.y_key!r} need one row per sample"
+            )
         names = self.params.feature_names or [f"x{i}" for i in range(X.shape[1] if X.ndim == 2 else 0)]
         if len(names) != (X.shape[1] if X.ndim == 2 else -1):
             raise DataError(f"data.feature_names: {len(names)} names for features of shape {X.shape}")

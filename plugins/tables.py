@@ -120,6 +120,20 @@ def check_column(path: Path, name: str, columns: list[str], key: str) -> None:
         )
 
 
+BOM = b"\xef\xbb\xbf"
+
+
+def refuse_bom(path: Path) -> None:
+    """Refuse a file that starts with a UTF-8 byte-order mark (as Excel's "CSV UTF-8" writes): the first
+    column's name would silently carry it through any tool that does not strip it."""
+    with open(path, "rb") as fh:
+        if fh.read(len(BOM)) == BOM:
+            raise DataError(
+                f"{path}: line 1 starts with a UTF-8 byte-order mark (BOM); help: save the table as plain UTF-8 CSV "
+                "(Excel: 'CSV (Comma delimited)'), or drop the file's first 3 bytes: tail -c +4"
+            )
+
+
 def csv_header(path: Path, delimiter: str) -> list[str]:
     """The first non-empty row, as the csv module reads it (the UTF-8 BOM dropped); ArrowRefused if unreadable."""
     try:
