@@ -11,10 +11,16 @@ A checkpoint is a directory, written atomically (a temporary sibling renamed int
                         fingerprint of the training data, and why the run ended or that it was interrupted
         state.npz       the arrays of that state (optimiser moments, early stopping's best weights, the
                         history's columns), read with allow_pickle=False
+        SHA256SUMS      the SHA-256 of every other file (`sha256sum -c SHA256SUMS` checks it too)
 
 `<run id>` is the MLflow run id when the run is tracked, else a timestamp; names are sanitised. A run that
 resumes from a checkpoint keeps writing into the same directory. Resuming restores all of it, so the resumed
 run ends with the same weights and history, bit for bit, as the run that was never interrupted.
+
+Crash consistency (issue 19): a checkpoint is built in a temporary sibling, every file fsynced, then renamed
+into place (`framework.durable`), so a kill at any instant leaves whole checkpoints only. The newest
+`training.checkpoint_keep` (2) are kept; one that fails its checksums (a disk error, a hand edit) is reported and the
+previous good one is used instead.
 """
 
 from __future__ import annotations
@@ -22,7 +28,9 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import logging
 import re
+import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +40,7 @@ import numpy as np
 
 from framework.components import Array
 from framework.config import Experiment, apply_overrides, flatten
+from framework.durable import DiskFull, check_checksums, write_checksums
 from framework.errors import UserError
 from framework.serialize import (
     WEIGHTS,
@@ -45,6 +54,8 @@ from framework.serialize import (
 
 if TYPE_CHECKING:
     from framework.trainer import Trainer
+
+log = logging.getLogger(__name__)
 
 FORMAT = "backprop-checkpoint"
 FORMAT_VERSION = 1
@@ -229,25 +240,70 @@ def write_checkpoint(snapshot: Snapshot, run_dir: Path) -> Path:
         "interrupted": snapshot.interrupted,
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
-    with atomic_directory(path) as tmp:
-        (tmp / MODEL_DIR).mkdir()
-        write_model(tmp / MODEL_DIR, trainer.model, snapshot.weights)
-        save_arrays(tmp / STATE_ARRAYS, arrays)
-        (tmp / STATE_JSON).write_text(json.dumps(state, indent=1) + "\n")
+    try:
+        with atomic_directory(path) as tmp:
+            (tmp / MODEL_DIR).mkdir()
+            write_model(tmp / MODEL_DIR, trainer.model, snapshot.weights)
+            save_arrays(tmp / STATE_ARRAYS, arrays)
+            (tmp / STATE_JSON).write_text(json.dumps(state, indent=1) + "\n")
+            write_checksums(tmp)
+    except DiskFull:  # the run ends FAILED (unlike other write errors, which it survives): say what is left
+        previous = latest_in(run_dir) if run_dir.is_dir() else None
+        intact = f"; the previous checkpoint {previous} is intact" if previous is not None else ""
+        raise DiskFull(path, intact) from None
+    _prune(run_dir, keep=trainer.experiment.training.checkpoint_keep)
     return path
 
 
-# -- finding and reading ---------------------------------------------------------------------------------
-
-
-def latest_in(run_dir: Path) -> Path | None:
-    """The checkpoint of `run_dir` with the most completed epochs, or None."""
+def _epochs_in(run_dir: Path) -> list[tuple[int, Path]]:
+    """The epoch-N checkpoints of `run_dir` (whole ones: temporary siblings are not matched), newest first."""
     found = [
         (int(m.group(1)), child)
         for child in run_dir.iterdir()
         if child.is_dir() and (m := EPOCH_DIR.match(child.name)) and (child / STATE_JSON).exists()
     ]
-    return max(found)[1] if found else None
+    return sorted(found, reverse=True)
+
+
+def _prune(run_dir: Path, keep: int) -> None:
+    """Remove all but the newest `keep` checkpoints (0: keep all), and what killed writers left (`.epoch-*`)."""
+    for _, old in _epochs_in(run_dir)[keep:] if keep else []:
+        shutil.rmtree(old, ignore_errors=True)
+    for leftover in run_dir.glob(".epoch-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+# -- finding and reading ---------------------------------------------------------------------------------
+
+
+def damage(path: Path) -> str | None:
+    """What is wrong with the checkpoint at `path` (its files against SHA256SUMS), or None if it is whole.
+
+    A checkpoint written before checksums existed (no SHA256SUMS, format version 1) is taken as whole.
+    """
+    if not (path / "SHA256SUMS").exists():
+        return None if (path / STATE_JSON).exists() else f"no {STATE_JSON}"
+    return check_checksums(path)
+
+
+def latest_in(run_dir: Path, below: int | None = None) -> Path | None:
+    """The whole checkpoint of `run_dir` with the most completed epochs (fewer than `below`), or None.
+
+    A damaged newer one is skipped with a warning that names it and the one used instead.
+    """
+    skipped: list[tuple[Path, str]] = []
+    for epochs, child in _epochs_in(run_dir):
+        if below is not None and epochs >= below:
+            continue
+        problem = damage(child)
+        if problem is None:
+            for bad, why in skipped:
+                log.warning("checkpoint %s is damaged (%s); using the previous one, %s", bad, why, child)
+            return child
+        skipped.append((child, problem))
+    for bad, why in skipped:
+        log.warning("checkpoint %s is damaged (%s) and there is no previous good one", bad, why)
+    return None
 
 
 def find_checkpoint(spec: str, root: str | Path = "checkpoints") -> Path:
@@ -255,7 +311,15 @@ def find_checkpoint(spec: str, root: str | Path = "checkpoints") -> Path:
     path = Path(spec)
     if path.is_dir():
         if (path / STATE_JSON).exists():
-            return path
+            problem = damage(path)
+            if problem is None:
+                return path
+            match = EPOCH_DIR.match(path.name)
+            previous = latest_in(path.parent, below=int(match.group(1))) if match else None
+            if previous is None:
+                raise UserError(f"{spec}: the checkpoint is damaged ({problem}) and there is no previous good one")
+            log.warning("checkpoint %s is damaged (%s); using the previous one, %s", path, problem, previous)
+            return previous
         latest = latest_in(path)
         if latest is not None:
             return latest
@@ -296,7 +360,9 @@ def restore(trainer: Trainer, path: Path) -> None:
     finished = state.get("finished")
     if finished and not (finished.startswith("completed") and trainer.epochs > done):
         raise UserError(f"{path}: this run already ended ({finished}); nothing to resume")
-    if trainer.epochs <= done:
+    # epochs == done, unfinished: the process died after its last checkpoint but before the run's end was
+    # recorded (issue 19); resuming trains nothing and ends the run.
+    if trainer.epochs < done:
         raise UserError(
             f"{path}: the checkpoint has {done} epochs done and training.epochs = {trainer.epochs}; "
             f"help: --set training.epochs=N with N > {done} to train longer"

@@ -37,12 +37,19 @@ WEIGHTS = "weights.npz"
 
 @contextmanager
 def atomic_directory(path: Path) -> Iterator[Path]:
-    """Yield a temporary directory that replaces `path` only if the block completes."""
+    """Yield a temporary directory that replaces `path` only if the block completes.
+
+    Crash-consistent (`framework.durable`): every file in it is fsynced before the rename, the parent folder
+    after it, so a kill or a power cut leaves either the old directory or the complete new one.
+    """
+    from framework.durable import fsync_path, fsync_tree, raise_if_full
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         yield tmp
+        fsync_tree(tmp)
         if path.exists():
             old = path.with_name(f".{path.name}.old-{os.getpid()}")
             path.rename(old)
@@ -50,8 +57,10 @@ def atomic_directory(path: Path) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
         else:
             tmp.rename(path)
-    except BaseException:
+        fsync_path(path.parent)
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        raise_if_full(exc, path)  # the disk is full: DiskFull names the path (the old directory is untouched)
         raise
 
 

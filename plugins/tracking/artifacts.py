@@ -250,19 +250,29 @@ def spool(
     metrics.csv (key, value, timestamp_ms, step: what `log_batch` takes), tags.json, status.json, config.json,
     history.csv, and the trained model (model/, as written by `framework.serialize.save_model`).
     """
+    import io
+
     from framework.checkpoint import sanitize
+    from framework.durable import write_atomic
     from framework.serialize import save_model
 
     where = Path.cwd() / UNSENT_DIR / sanitize(run_id)  # a resumed run's id comes from a checkpoint file
     where.mkdir(parents=True, exist_ok=True)
-    with open(where / "metrics.csv", "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(["key", "value", "timestamp_ms", "step"])
-        writer.writerows([key, repr(value), ts, step] for key, value, ts, step in points)
-    (where / "tags.json").write_text(json.dumps(tags, indent=2) + "\n", encoding="utf-8")
-    reason = f"{type(error).__name__}: {error}" if error is not None else None
-    (where / "status.json").write_text(json.dumps({"status": status, "error": reason}, indent=2) + "\n")
-    (where / "config.json").write_text(json.dumps(trainer.experiment.to_dict(), indent=2) + "\n", encoding="utf-8")
-    (where / "history.csv").write_text(trainer.history.to_csv(), encoding="utf-8")
+    # Each file whole or absent (framework.durable); status.json last: `backprop runs sync` sends a folder
+    # only once it is there. Points already spooled by an earlier attempt of this run are kept.
+    rows = [[key, repr(value), str(ts), str(step)] for key, value, ts, step in points]
+    if (where / "metrics.csv").exists():  # a resumed run that lost its server again: keep the first points
+        with open(where / "metrics.csv", newline="", encoding="utf-8") as fh:
+            rows = [*list(csv.reader(fh))[1:], *rows]
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(["key", "value", "timestamp_ms", "step"])
+    writer.writerows(dict.fromkeys(map(tuple, rows)))
+    write_atomic(where / "metrics.csv", text.getvalue())
+    write_atomic(where / "tags.json", json.dumps(tags, indent=2) + "\n")
+    write_atomic(where / "config.json", json.dumps(trainer.experiment.to_dict(), indent=2) + "\n")
+    write_atomic(where / "history.csv", trainer.history.to_csv())
     save_model(trainer.model, where / "model")
+    reason = f"{type(error).__name__}: {error}" if error is not None else None
+    write_atomic(where / "status.json", json.dumps({"status": status, "error": reason}, indent=2) + "\n")
     return where

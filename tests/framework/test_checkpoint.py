@@ -23,7 +23,7 @@ def rich_config(epochs: int = 6, **training: Any) -> dict[str, Any]:
         name="resume test",
         optimizer={"name": "adamw", "lr": 0.003, "clip_norm": 1.0},
         model={"layers": [{"units": 16, "activation": "relu"}, {"type": "dropout", "rate": 0.3}, {"units": 10}]},
-        training={"epochs": epochs, "batch_size": 64, "checkpoint_every": 1, **training},
+        training={"epochs": epochs, "batch_size": 64, "checkpoint_every": 1, "checkpoint_keep": 0, **training},
         callbacks={
             "early_stopping": {"patience": 3},
             "reduce_lr_on_plateau": {"patience": 0, "min_delta": 0.15, "factor": 0.5},
@@ -82,7 +82,7 @@ def test_checkpoints_hold_no_pickle_and_load_with_allow_pickle_false(
     fit(Experiment.from_dict(rich_config(epochs=2)))
     checkpoint = find_checkpoint(str(next((tmp_path / "checkpoints" / "resume-test").iterdir())))
     assert checkpoint.name == "epoch-0002"
-    assert sorted(p.name for p in checkpoint.iterdir()) == ["model", "state.json", "state.npz"]
+    assert sorted(p.name for p in checkpoint.iterdir()) == ["SHA256SUMS", "model", "state.json", "state.npz"]
     for npz in [checkpoint / "state.npz", checkpoint / "model" / "weights.npz"]:
         with zipfile.ZipFile(npz) as archive:
             for name in archive.namelist():
@@ -94,9 +94,10 @@ def test_checkpoints_hold_no_pickle_and_load_with_allow_pickle_false(
 
 def test_default_location_and_lookup_by_run_id(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    fit(Experiment.from_dict(rich_config(epochs=3)))
+    fit(Experiment.from_dict(rich_config(epochs=3, checkpoint_keep=2)))
     (run_dir,) = (tmp_path / "checkpoints" / sanitize("resume test")).iterdir()
-    assert sorted(p.name for p in run_dir.iterdir()) == ["epoch-0001", "epoch-0002", "epoch-0003", "model"]
+    # The newest training.checkpoint_keep (2) are kept: one to resume from, one to fall back to.
+    assert sorted(p.name for p in run_dir.iterdir()) == ["epoch-0002", "epoch-0003", "model"]
     assert latest_in(run_dir) == run_dir / "epoch-0003"
     assert find_checkpoint(run_dir.name) == Path("checkpoints") / "resume-test" / run_dir.name / "epoch-0003"
     with pytest.raises(UserError, match="no checkpoint 'nope'"):
@@ -113,8 +114,11 @@ def test_resume_refuses_a_different_config_a_finished_run_and_too_few_epochs(
     other["optimizer"]["lr"] = 0.1
     with pytest.raises(UserError, match=r"config differs.*optimizer.lr \(0.003 -> 0.1\)"):
         fit(Experiment.from_dict(other), resume=run_dir / "epoch-0002")
-    with pytest.raises(UserError, match=r"training\.epochs = 2"):
-        fit(Experiment.from_dict(rich_config(epochs=2)), resume=run_dir / "epoch-0002")
+    with pytest.raises(UserError, match=r"training\.epochs = 1"):
+        fit(Experiment.from_dict(rich_config(epochs=1)), resume=run_dir / "epoch-0002")
+    # A run that died after its last epoch's checkpoint, before its end was recorded: resuming only ends it.
+    ended = fit(Experiment.from_dict(rich_config(epochs=2)), resume=run_dir / "epoch-0002")
+    assert ended.history.epochs == [0, 1] and ended.stop_reason == "completed 2 epochs"
     with pytest.raises(UserError, match=r"already ended \(completed 3 epochs\)"):
         fit(Experiment.from_dict(rich_config(epochs=3)), resume=run_dir / "epoch-0003")
     # A completed run may be trained for longer: the same as training that long in one go.

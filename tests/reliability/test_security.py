@@ -53,7 +53,7 @@ def test_the_code_never_unpickles() -> None:
 @pytest.mark.slow
 def test_nothing_backprop_writes_holds_a_pickle(store: str, tmp_path: Path) -> None:
     """A tracked run with checkpoints: every .npz loads without pickle, no pickle file anywhere (pyfunc model too)."""
-    config = xor_config(training={"epochs": 3, "batch_size": 4, "checkpoint_every": 1})
+    config = xor_config(training={"epochs": 3, "batch_size": 4, "checkpoint_every": 1, "checkpoint_keep": 0})
     config["tracking"] = {"enabled": True}
     result = fit(Experiment.from_dict(config))
     assert result.run_id
@@ -100,6 +100,13 @@ def test_a_crafted_checkpoint_cannot_run_code_when_resumed(tmp_path: Path, monke
             return (os.system, (f"touch {marker}",))
 
     np.savez(checkpoint / "state.npz", a0=np.array([Payload()], dtype=object))
+    result = CliRunner().invoke(app, ["run", "--resume", str(checkpoint), "--no-track", "-q"])
+    assert result.exit_code == 2, result.output
+    assert "the checkpoint is damaged (state.npz does not match its checksum)" in result.output  # issue 19
+    # A crafter who also rewrites SHA256SUMS gets past the checksum, and not past allow_pickle=False.
+    from framework.durable import write_checksums
+
+    write_checksums(checkpoint)
     result = CliRunner().invoke(app, ["run", "--resume", str(checkpoint), "--no-track", "-q"])
     assert result.exit_code == 2, result.output
     assert "refused" in result.output or "pickle" in result.output.lower()
@@ -205,7 +212,7 @@ def test_sanitize_makes_one_plain_file_name(name: str) -> None:
     assert cleaned.split(".")[0].lower() not in {"con", "nul", "prn", "aux"}
 
 
-@pytest.mark.parametrize("name", [n for n in HOSTILE_NAMES if n])
+@pytest.mark.parametrize("name", [n for n in HOSTILE_NAMES if n and n.isprintable()])
 def test_checkpoints_of_a_hostile_experiment_name_stay_in_the_checkpoint_dir(
     name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -219,6 +226,15 @@ def test_checkpoints_of_a_hostile_experiment_name_stay_in_the_checkpoint_dir(
     for path in written:
         assert (work / "checkpoints") in path.parents, path
         assert path.relative_to(work / "checkpoints").parts[0] == sanitize(name)
+
+
+@pytest.mark.parametrize("name", [n for n in HOSTILE_NAMES if not n.isprintable()])
+def test_an_experiment_name_with_control_characters_is_refused(name: str) -> None:
+    """Issue 19: NUL, newline and other control characters are refused before anything is written."""
+    from framework.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="holds the control character"):
+        Experiment.from_dict(xor_config(name=name))
 
 
 @pytest.mark.parametrize("run_id", ["../../evil", "..", "a/b", "x\x00y"])

@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import sqlite3
-import tempfile
 import time
 import urllib.parse
 import uuid
@@ -211,9 +210,9 @@ class LocalStore:
         temporary file in the same folder renamed into place, so that no reader sees half a file."""
         target = self.artifact_dir(run_id) / artifact_file
         target.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}.", delete=False) as handle:
-            handle.write(data)
-        os.replace(handle.name, target)
+        from framework.durable import write_atomic
+
+        write_atomic(target, data)  # fsynced: a kill or a power cut leaves the old file or the new one
         return target
 
     def log_text(self, run_id: str, text: str, artifact_file: str) -> Path:
