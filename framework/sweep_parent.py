@@ -7,7 +7,8 @@ and `diagnostics/parallel_coordinates.png`.
 
 It also keeps its children honest: a child left RUNNING (its worker was killed, the sweep was interrupted
 before the trial could end its run) is ended as KILLED, with `backprop.retried_as` naming the run that
-finished the same trial when there is one.
+finished the same trial when there is one. A re-run first ends FAILED ("process died", as `backprop runs
+repair` does) each child whose owner process is gone, and runs its trial again.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ class ParentRun:
             self.run_id: str = runs[0].info.run_id
             client.update_run(self.run_id, status="RUNNING")
             self.resumed = True
+            self.repair_stale_children()
             return
         self.resumed = False
         stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -118,6 +120,24 @@ class ParentRun:
         from mlflow.entities import RunTag
 
         self.client.log_batch(run_id, tags=[RunTag(k, v[:MAX_TAG]) for k, v in tags.items()])
+
+    def repair_stale_children(self) -> int:
+        """End FAILED ("process died") each child left RUNNING by a sweep process or worker that died, so that a
+        re-run never counts it as running; the trial runs again. Children of a live owner are left alone."""
+        from framework import ownership
+
+        running = [
+            ownership.RunningRun(run.info.run_id, self.experiment_id, dict(run.data.tags))
+            for run in self.children("RUNNING")
+        ]
+        found = ownership.stale(running)
+        for run, reason in found:
+            ownership.end_stale(self.client, run, reason)
+        if found:
+            log.warning(
+                "%d trial run(s) of this sweep were left RUNNING by a process that died: ended FAILED", len(found)
+            )
+        return len(found)
 
     def end_orphans(self) -> int:
         """End every child still RUNNING as KILLED; name the run that finished the same trial, if one did."""

@@ -1,4 +1,7 @@
-"""`backprop runs list|show|compare`: the tracked runs, from the terminal (rich tables, loss sparklines)."""
+"""`backprop runs list|show|compare|repair|sync`: the tracked runs, from the terminal (rich tables, sparklines).
+
+`repair` and `sync` live in `framework.cli.runs_repair`.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +12,12 @@ from typing import Annotated, Any
 
 import typer
 
+from framework.cli import runs_repair
 from framework.cli.common import user_errors
 
 runs_app = typer.Typer(help="List, show and compare the runs in the MLflow store.", no_args_is_help=True)
+runs_app.command("repair")(runs_repair.repair)
+runs_app.command("sync")(runs_repair.sync)
 
 SPARK = "▁▂▃▄▅▆▇█"
 SPARK_WIDTH = 30
@@ -85,13 +91,15 @@ def list_runs(
     experiment: Annotated[str | None, typer.Option("--experiment", "-e", help="Only this MLflow experiment.")] = None,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="At most this many runs, newest first.")] = 20,
 ) -> None:
-    """List the newest runs: id, experiment, name, status, start, duration and losses."""
+    """List the newest runs: id, experiment, name, status (STALE: RUNNING, its process died), start, duration
+    and losses."""
     with user_errors():
         from rich.console import Console
         from rich.table import Table
 
         from framework.cli import store
         from framework.errors import UserError
+        from framework.ownership import stale_reason
 
         client = store.client(store.tracking_uri())
         experiments = {e.experiment_id: e.name for e in client.search_experiments()}
@@ -110,7 +118,7 @@ def list_runs(
                 run.info.run_id,
                 experiments.get(run.info.experiment_id, run.info.experiment_id),
                 run.info.run_name or "",
-                run.info.status,
+                "STALE" if run.info.status == "RUNNING" and stale_reason(run.data.tags) else run.info.status,
                 _when(run.info.start_time),
                 _duration(run),
                 _fmt(metrics.get("train_loss")),
@@ -119,8 +127,15 @@ def list_runs(
         console = Console()
         if not runs:
             console.print("no runs" + (f" in experiment {experiment!r}" if experiment else ""))
-            return
-        console.print(table)
+        else:
+            console.print(table)
+        unsent = runs_repair.unsent_runs()
+        if unsent:
+            console.print(
+                f"unsent data of {len(unsent)} run(s) in ./{runs_repair.UNSENT_DIR}/: send it with `backprop runs sync`"
+            )
+        if any(r.info.status == "RUNNING" and stale_reason(r.data.tags) for r in runs):
+            console.print("STALE runs: their process died; end them with `backprop runs repair`")
 
 
 @runs_app.command("show")

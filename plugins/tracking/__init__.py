@@ -27,10 +27,10 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from framework import Callback, FitResult, Params, Trainer, diagnostics, hookimpl
+from framework import Callback, FitResult, Params, Trainer, diagnostics, hookimpl, ownership
 from framework.errors import UserError
 from framework.mlflow_store import run_link, tracking_uri
-from plugins.tracking import artifacts
+from plugins.tracking import artifacts, backfill
 from plugins.tracking.context import (
     HTTP_CLIENT_SETTINGS,
     MAX_TAG_LENGTH,
@@ -107,6 +107,8 @@ class MlflowTracking(Callback):
     _env: EnvSettings | None = None
     _gradients: GradientStats | None = None
     _reproduce: str | None = None
+    _heartbeat: ownership.Heartbeat | None = None
+    _logged_through = -1  # a resumed run: the last epoch the store holds already
 
     # tryfirst: other callbacks' before_fit already see `trainer.run_id`.
     @hookimpl(tryfirst=True)
@@ -125,9 +127,11 @@ class MlflowTracking(Callback):
             run_id = resume_id
         else:
             run_name = self.params.run_name or default_run_name(trainer)
-            run_id = store.create_run(run_name, run_tags(trainer))
+            run_id = store.create_run(run_name, {**run_tags(trainer), **ownership.owner_tags()})
             existing = {}
         self.run_id = trainer.run_id = run_id
+        self._heartbeat = ownership.claim(store, run_id, tagged=not resume_id)  # who owns it; alive (issue 19)
+        ownership.warn_if_stale(store)
         trainer.run_link = run_link(uri, store.experiment_id(), run_id)  # type: ignore[attr-defined]
         log.info("MLflow run %s at %s", run_id, uri)
         self._log_params(store, run_id, experiment.flat(), existing)
@@ -135,6 +139,7 @@ class MlflowTracking(Callback):
             store.log_dict(run_id, experiment.to_dict(), "config.json")
         except OSError as exc:  # checked before training: an unwritable artifact store is found in seconds
             self.run_id = None
+            self._heartbeat.stop()
             store.set_tags(run_id, {"backprop.error": cut(f"{type(exc).__name__}: {exc}", MAX_ERROR_LENGTH)})
             store.end_run(run_id, "FAILED")
             where = store.artifact_uri(run_id)
@@ -148,6 +153,8 @@ class MlflowTracking(Callback):
             except Exception as exc:  # the data's description is not worth a run
                 log.warning("MLflow: logging the training data of run %s failed: %s", run_id, exc)
         self._sender = MetricSender(store, run_id, offload=not is_http(uri))
+        if resume_id:  # the epochs a killed run trained but never logged, or logged beyond its checkpoint
+            self._logged_through = backfill.backfill(self._sender, store, run_id, trainer.history)
         every = self.params.log_every_n_steps
         self._steps = StepLosses(every, trainer) if every is not None else None
         self._epoch_end_ms = int(time.time() * 1000)
@@ -201,7 +208,7 @@ class MlflowTracking(Callback):
     # tryfirst: the epoch's metrics are logged even if another callback's after_epoch then fails.
     @hookimpl(tryfirst=True)
     def after_epoch(self, trainer: Trainer, epoch: int, logs: dict[str, float]) -> None:
-        if self._sender is None:
+        if self._sender is None or epoch <= self._logged_through:
             return
         now = int(time.time() * 1000)
         points = [(key, float(value), now, epoch) for key, value in logs.items()]
@@ -254,6 +261,9 @@ class MlflowTracking(Callback):
         if run_id is None:  # before_fit never created a run, or the run has already ended
             return
         self.run_id, self._sender = None, None
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+            self._heartbeat = None
         all_tags = {"backprop.stop_reason": stop_reason, **(tags or {})}
         if best_epoch is not None:
             all_tags["backprop.best_epoch"] = str(best_epoch)

@@ -149,3 +149,53 @@ def test_the_same_sweep_runs_on_a_dask_cluster(store: str, tmp_path: Path) -> No
     children = children_of(store, parent_id(done.stdout))
     assert sorted(c.data.params["optimizer.lr"] for c in children) == ["0.01", "0.1"]
     assert {c.info.status for c in children} == {"FINISHED"}
+
+
+def test_a_sweep_killed_with_sigkill_leaves_stale_children_that_its_rerun_ends_failed_and_runs_again(
+    store: str, tmp_path: Path
+) -> None:
+    """Issue 19: a sweep never treats a stale child as running; re-running the sweep repairs and re-runs it."""
+    import os
+
+    from framework.mlflow_store import open_client
+
+    path = small_experiment(tmp_path, epochs=40)
+    args = ["--grid", "optimizer.lr=0.01,0.02", "--workers", "1"]
+    process = subprocess.Popen(
+        [*BACKPROP, "sweep", str(path), "--quiet", *args],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group: the sweep and its pool die together, as under the OOM killer
+    )
+    client = open_client(store)
+    deadline = time.monotonic() + 300
+    running: list[Any] = []
+    while time.monotonic() < deadline and process.poll() is None and not running:
+        time.sleep(0.3)
+        experiment = client.get_experiment_by_name("sweep-test")
+        if experiment is not None:
+            running = [
+                r
+                for r in client.search_runs([experiment.experiment_id], "attributes.status = 'RUNNING'")
+                if "backprop.trial" in r.data.tags and "train_loss" in r.data.metrics  # well into its training
+            ]
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+    assert running, "no trial was training before the deadline"
+    stale_id = running[0].info.run_id
+    time.sleep(0.5)  # the pool's worker is gone too (same process group)
+    assert client.get_run(stale_id).info.status == "RUNNING"  # what kill -9 leaves behind
+
+    done = sweep(path, *args, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    stale = client.get_run(stale_id)
+    assert stale.info.status == "FAILED"
+    assert stale.data.tags["backprop.end_reason"] == "process died"
+    children = children_of(store, parent_id(done.stdout))
+    finished = [c for c in children if c.info.status == "FINISHED"]
+    assert len(finished) == 2 and {c.data.tags["backprop.trial_hash"] for c in finished} == {
+        c.data.tags["backprop.trial_hash"] for c in children
+    }
+    assert stale.data.tags["backprop.trial_hash"] in {c.data.tags["backprop.trial_hash"] for c in finished}
+    assert "RUNNING" not in {c.info.status for c in children}
