@@ -107,27 +107,61 @@ def predictions(model: Model, X: Array) -> Array:
     return result
 
 
+Job = tuple[str, dict[str, Any], dict[str, Array]]
+"""A picture to draw: (kind, JSON-able options, numpy arrays). Planned where the model is (`plan`), drawn
+anywhere (`draw`): the tracking plugin draws them in a separate process while the run logs its model."""
+
+
 def render(trainer: Trainer, directory: Path) -> list[Path]:
     """Every picture (and `classes.csv`) that fits the run's task, written into `directory`."""
-    which, X, y = evaluation_split(trainer)
-    return render_model(trainer.model, trainer.task, X, y, which, directory)
+    return draw_all(plan(trainer), directory)
 
 
 def render_model(model: Model, task: str, X: Array, y: Array, which: str, directory: Path) -> list[Path]:
     """The pictures of `model` on preprocessed features `X` and raw labels or targets `y` ("validation" data...)."""
+    return draw_all(plan_model(model, task, X, y, which), directory)
+
+
+def plan(trainer: Trainer) -> list[Job]:
+    """The pictures of a run, on its evaluation split, as jobs: the numbers computed, nothing drawn."""
+    which, X, y = evaluation_split(trainer)
+    return plan_model(trainer.model, trainer.task, X, y, which)
+
+
+def plan_model(model: Model, task: str, X: Array, y: Array, which: str) -> list[Job]:
+    """The jobs of `render_model`: the model's predictions (and its surface over two varying features)."""
     predicted = predictions(model, X)
     if not np.isfinite(predicted).all():
         log.info("no evaluation pictures: the model predicts non-finite numbers")
         return []
+    jobs: list[Job] = []
     if task == "regression":
-        written = regression_pictures(np.asarray(y, dtype=np.float64), predicted.astype(np.float64), which, directory)
+        arrays = {"y": np.asarray(y, dtype=np.float64), "predicted": predicted.astype(np.float64)}
+        jobs.append(("regression", {"which": which}, arrays))
     else:
-        written = classification_pictures(np.asarray(y, dtype=np.int64), predicted.astype(np.float64), which, directory)
+        arrays = {"y": np.asarray(y, dtype=np.int64), "proba": predicted.astype(np.float64)}
+        jobs.append(("classification", {"which": which}, arrays))
     varying = np.flatnonzero(np.ptp(X, axis=0) > 0) if len(X) else np.array([])
     if len(varying) == 2:  # two features, or two beside constant ones (xor's bias column)
-        columns = (int(varying[0]), int(varying[1]))
-        written.append(surface_png(model, task, X, y, which, directory / SURFACE_PNG, columns))
-    return written
+        jobs.append(surface_job(model, task, X, y, which, (int(varying[0]), int(varying[1]))))
+    return jobs
+
+
+def draw(job: Job, directory: Path) -> list[Path]:
+    """Draw one job into `directory` (matplotlib, Agg); the files written."""
+    kind, options, arrays = job
+    which = str(options["which"])
+    if kind == "classification":
+        return classification_pictures(arrays["y"], arrays["proba"], which, directory)
+    if kind == "regression":
+        return regression_pictures(arrays["y"], arrays["predicted"], which, directory)
+    if kind == "surface":
+        return [surface_png(options, arrays, directory / SURFACE_PNG)]
+    raise ValueError(f"unknown picture {kind!r}")
+
+
+def draw_all(jobs: list[Job], directory: Path) -> list[Path]:
+    return [path for job in jobs for path in draw(job, directory)]
 
 
 def surface_grid(raw: Array, steps: int = SURFACE_STEPS) -> tuple[Array, Array, Array]:
@@ -140,9 +174,9 @@ def surface_grid(raw: Array, steps: int = SURFACE_STEPS) -> tuple[Array, Array, 
     return xs, ys, np.c_[gx.ravel(), gy.ravel()]
 
 
-def surface_png(model: Model, task: str, X: Array, y: Array, which: str, path: Path, columns: tuple[int, int]) -> Path:
-    """What the model predicts over the plane of two features (any others held at their constant value), the
-    data on top, in the features' own units."""
+def surface_job(model: Model, task: str, X: Array, y: Array, which: str, columns: tuple[int, int]) -> Job:
+    """What the model predicts over the plane of two features (any others held at their constant value), in the
+    features' own units, with the data to draw on top."""
     scaler = model.preprocess
     every = np.asarray(scaler.inverse_transform(X) if scaler is not None else X, dtype=np.float64)
     raw = every[:, list(columns)]
@@ -154,7 +188,15 @@ def surface_png(model: Model, task: str, X: Array, y: Array, which: str, path: P
     names = (
         model.feature_names if len(model.feature_names) == X.shape[1] else [f"feature {i}" for i in range(X.shape[1])]
     )
-    labels = [names[c] for c in columns]
+    options = {"task": task, "which": which, "labels": [names[c] for c in columns]}
+    arrays = {"xs": xs, "ys": ys, "surface": surface.astype(np.float64), "raw": raw, "y": np.asarray(y)}
+    return "surface", options, arrays
+
+
+def surface_png(options: dict[str, Any], arrays: dict[str, Array], path: Path) -> Path:
+    """The surface of `surface_job`, the data on top."""
+    task, which, labels = options["task"], options["which"], options["labels"]
+    xs, ys, surface, raw, y = (arrays[k] for k in ("xs", "ys", "surface", "raw", "y"))
     figure, axes = _figure(7.0, 5.6)
     shape = (len(ys), len(xs))
     if task == "regression":

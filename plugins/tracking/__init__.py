@@ -30,7 +30,7 @@ from pydantic import Field
 from framework import Callback, FitResult, Params, Trainer, diagnostics, hookimpl, ownership
 from framework.errors import UserError
 from framework.mlflow_store import run_link, tracking_uri
-from plugins.tracking import artifacts, backfill
+from plugins.tracking import artifacts, backfill, painter
 from plugins.tracking.context import (
     HTTP_CLIENT_SETTINGS,
     MAX_TAG_LENGTH,
@@ -51,7 +51,7 @@ from plugins.tracking.description import (
     run_description,
 )
 from plugins.tracking.gradients import MAX_LAYERS as MAX_GRADIENT_LAYERS
-from plugins.tracking.gradients import GradientStats, gradient_flow_png
+from plugins.tracking.gradients import GradientStats
 from plugins.tracking.sender import MetricSender, StepLosses
 from plugins.tracking.stores import CREATED_BY, TrackingStore, open_store
 from plugins.tracking.writer import Point
@@ -113,6 +113,7 @@ class MlflowTracking(Callback):
     # tryfirst: other callbacks' before_fit already see `trainer.run_id`.
     @hookimpl(tryfirst=True)
     def before_fit(self, trainer: Trainer) -> None:
+        painter.warm()  # matplotlib imported on the other core while the run trains (plugins/tracking/painter.py)
         uri = tracking_uri()
         check_reachable(uri)
         if is_http(uri):
@@ -337,32 +338,26 @@ class MlflowTracking(Callback):
         tags = {**tags, NOTE: self._description(trainer, status, tags.get("backprop.stop_reason", status), final_epoch)}
         store.set_tags(run_id, {k: cut(v, MAX_TAG_LENGTH) for k, v in tags.items()})
         store.log_text(run_id, trainer.history.to_csv(), "history.csv")
-        with tempfile.TemporaryDirectory(prefix="backprop-curves-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="backprop-pictures-") as tmp:
+            pending = painter.submit(self._picture_jobs(trainer, run_id), Path(tmp))  # drawn while the model is logged
+            if status == "FINISHED":  # a failed or interrupted run's weights are not a model to serve
+                store.log_model(run_id, trainer, self._model_epoch, self._epoch_ms)
+            for picture in pending.wait():
+                store.log_artifact(run_id, picture, None if picture.name == artifacts.CURVES_PNG else DIAGNOSTICS)
+
+    def _picture_jobs(self, trainer: Trainer, run_id: str) -> list[diagnostics.Job]:
+        """The run's pictures with their numbers computed (the predictions need the model, here)."""
+        history = trainer.history
+        jobs = [painter.curves_job(history.epochs, history.metrics)]
+        if self._gradients is not None:
+            stats = self._gradients
+            jobs.append(painter.gradient_flow_job(stats.names, stats.history, history.epochs, GRADIENT_FLOW_PNG))
+        if history.epochs:  # interrupted and failed runs too: the weights they ended with
             try:
-                png = artifacts.curves_png(trainer.history, Path(tmp) / artifacts.CURVES_PNG)
+                jobs += diagnostics.plan(trainer)
             except Exception as exc:  # a plotting problem is not a tracking problem
-                log.warning("MLflow: the training curves of run %s were not drawn: %s", run_id, exc)
-                png = None
-            if png is not None:
-                store.log_artifact(run_id, png)
-            if self._gradients is not None:
-                try:
-                    flow = gradient_flow_png(self._gradients, trainer.history.epochs, Path(tmp) / GRADIENT_FLOW_PNG)
-                except Exception as exc:
-                    log.warning("MLflow: the gradient flow of run %s was not drawn: %s", run_id, exc)
-                    flow = None
-                if flow is not None:
-                    store.log_artifact(run_id, flow, DIAGNOSTICS)
-            if trainer.history.epochs:  # interrupted and failed runs too: the weights they ended with
-                try:
-                    pictures = diagnostics.render(trainer, Path(tmp))
-                except Exception as exc:
-                    log.warning("MLflow: the evaluation pictures of run %s were not drawn: %s", run_id, exc)
-                    pictures = []
-                for picture in pictures:
-                    store.log_artifact(run_id, picture, DIAGNOSTICS)
-        if status == "FINISHED":  # a failed or interrupted run's weights are not a model to serve
-            store.log_model(run_id, trainer, self._model_epoch, self._epoch_ms)
+                log.warning("MLflow: the evaluation pictures of run %s were not drawn: %s", run_id, exc)
+        return jobs
 
     def _server_answers(self, store: TrackingStore) -> bool:
         """Whether the store still answers (always true for a local store: its errors are not outages)."""

@@ -80,9 +80,10 @@ def gradient_flow_png(stats: GradientStats, epochs: list[int], path: Any) -> Any
         "update_ratio": "update ratio ‖Δw‖ / ‖w‖ per epoch",
     }
     x = [e + 1 for e in epochs]
-    fig = Figure(figsize=(13, 3.8), dpi=100, layout="constrained")
+    fig = Figure(figsize=(13, 3.8), dpi=100)
     FigureCanvasAgg(fig)
-    axes = fig.subplots(1, 3)
+    # Fixed margins (a constrained layout measures every text twice: most of the drawing time).
+    axes = fig.subplots(1, 3, gridspec_kw={"left": 0.06, "right": 0.99, "bottom": 0.13, "top": 0.91, "wspace": 0.22})
     colours = [f"C{i % 10}" for i in range(len(stats.names))]
     for ax, family in zip(axes, FAMILIES, strict=True):
         for name, colour in zip(stats.names, colours, strict=True):
@@ -95,5 +96,5 @@ def gradient_flow_png(stats: GradientStats, epochs: list[int], path: Any) -> Any
         ax.grid(alpha=0.3, which="both")
     axes[0].set_ylabel("value (log scale)")
     axes[-1].legend(fontsize="small", loc="best", title="layer (input → output)")
-    fig.savefig(path)
+    fig.savefig(path, pil_kwargs={"compress_level": 1})
     return path
