@@ -215,6 +215,7 @@ def _prepare(
     data_params = experiment.data.component_params()
     dataset = registry.create("dataset", experiment.data.name, data_params, where="data", expect=Dataset)
     dataset.base_dir = experiment.base_dir  # file datasets read paths relative to the experiment file
+    dataset.dtype = dtype  # a file dataset parses straight to it (peak memory: one copy of the features)
     bundle = dataset.load(data_rng)
     check_bundle(bundle, experiment.data.name)
     X_train, y_train, X_val, y_val, scaler = prepare(

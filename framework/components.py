@@ -406,11 +406,12 @@ class Dataset(Component):
     `load(rng)` returns a `DataBundle`; any randomness (synthetic data) comes from `rng`, which is derived
     from the experiment's seed, so the same config gives the same data. `base_dir` is the directory of the
     experiment file (None when the experiment did not come from a file): file datasets resolve relative
-    paths against it.
+    paths against it. `dtype` is the experiment's float dtype: features may be produced in it (no cast copy).
     """
 
     kind: ClassVar[str] = "dataset"
     base_dir: Path | None = None
+    dtype: np.dtype[Any] | None = None
 
     def load(self, rng: np.random.Generator) -> DataBundle:
         raise NotImplementedError

@@ -37,6 +37,7 @@ class ColumnarDataset(Dataset):
 
     Params: ClassVar[type[Params]] = ColumnarParams
     params: ColumnarParams
+    dtype: np.dtype[Any] = np.dtype(np.float64)  # the features' dtype: see plugins.file_datasets.FEATURE_DTYPE
     format: ClassVar[str]
     suffixes: ClassVar[tuple[str, ...]]
 
@@ -70,18 +71,19 @@ class ColumnarDataset(Dataset):
             raise DataError(f"{where}: not a readable {self.name} table ({_first_line(exc)})") from None
         if table.num_rows == 0:
             raise DataError(f"{where}: no data rows")
-        return _bundle(table, features, target, p, where)
+        return _bundle(table, features, target, p, where, self.dtype)
 
 
-def _bundle(table: Any, features: list[str], target: str, p: ColumnarParams, where: Path) -> DataBundle:
+def _bundle(
+    table: Any, features: list[str], target: str, p: ColumnarParams, where: Path, dtype: np.dtype[Any]
+) -> DataBundle:
     import pyarrow as pa
     import pyarrow.compute as pc
 
     from plugins.file_datasets import _check_binary
     from plugins.tables import encode_labels, float_matrix, text_codes
 
-    numbers = {n: pc.cast(table.column(n), pa.float64()) for n in features}
-    X = float_matrix(pa.table(numbers), features) if features else np.empty((table.num_rows, 0))
+    X = float_matrix(table, features, dtype) if features else np.empty((table.num_rows, 0), dtype=dtype)
     column = table.column(target)
     kind = column.type
     if pa.types.is_dictionary(kind):

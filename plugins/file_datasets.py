@@ -39,6 +39,12 @@ __all__ = ["CsvDataset", "NpzDataset", "encode_labels", "resolve_path"]
 
 TaskChoice = Literal["auto", "regression", "binary", "multiclass"]
 
+FEATURE_DTYPE = np.dtype(np.float64)
+"""The features' dtype of a table read from a file, unless the caller sets the dataset's `dtype` to the
+experiment's: parsed as float64 and cast once per batch as they are read, so a float32 run does not hold the
+float64 table (and `framework.data.prepare` does not cast the bundle again). The values are the same bits either
+way: a float64 value cast to float32 now or later rounds alike."""
+
 
 def _task_of(task: TaskChoice, n_labels: int, numeric: bool) -> Any:
     if task != "auto":
@@ -64,6 +70,7 @@ class CsvDataset(Dataset):
     name: ClassVar[str] = "csv"
     Params: ClassVar[type[Params]] = CsvParams
     params: CsvParams
+    dtype: np.dtype[Any] = FEATURE_DTYPE
 
     def load(self, rng: np.random.Generator) -> DataBundle:
         paths = resolve_paths(self, self.params.path, (".csv", ".tsv", ".txt"))
@@ -86,18 +93,10 @@ class CsvDataset(Dataset):
     def _load_arrow(self, paths: list[Path]) -> DataBundle:
         import pyarrow as pa
 
-        from plugins.tables import (
-            csv_header,
-            float_matrix,
-            read_csv_columns,
-            refuse_non_finite,
-            text_codes,
-            text_floats,
-            text_target,
-        )
+        from plugins.tables import csv_header, read_csv_part, refuse_rows, text_codes, text_floats, text_target
 
         p = self.params
-        tables: list[Any] = []
+        parts: list[Any] = []
         first = csv_header(paths[0], p.delimiter) if len(paths) > 1 else []
         for shard in paths:  # read in name order as one table; every shard must have the first one's columns
             try:
@@ -107,18 +106,25 @@ class CsvDataset(Dataset):
             if columns != first:
                 raise DataError(f"{shard}: columns {columns} differ from {paths[0].name}'s {first}")
             try:
-                features, target, table = read_csv_columns(shard, p.delimiter, p.header, p.target, p.features)
+                parts.append(read_csv_part(shard, p.delimiter, p.header, p.target, p.features, self.dtype))
             except ArrowRefused:
                 raise ArrowRefused(shard) from None
-            tables.append(table)
-        table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+        features, target = parts[0].features, parts[0].target
         path = paths[0] if len(paths) == 1 else paths[0].parent
-        if table.num_rows == 0:
+        if sum(part.rows for part in parts) == 0:
             raise DataError(f"{path}: no data rows")
-        X = float_matrix(table, features)
-        shards = [(shard, t.num_rows) for shard, t in zip(paths, tables, strict=True)]
-        refuse_non_finite(X, features, shards, "feature")
-        text, numeric = text_target(table, target)
+        shards = [(shard, part.rows) for shard, part in zip(paths, parts, strict=True)]
+        starts = np.cumsum([0] + [part.rows for part in parts])
+        for j, name in enumerate(features):  # the first column with a bad value, as refuse_non_finite names it
+            bad = [rows + start for part, start in zip(parts, starts, strict=False) for rows in part.bad.get(j, [])]
+            if bad:
+                refuse_rows(np.concatenate(bad), name, shards, "feature")
+        column = pa.chunked_array([chunk for part in parts for chunk in part.text], type=pa.string())
+        blocks = [block for part in parts for block in part.blocks]
+        del parts[:]  # each block is freed once it is copied into the one matrix
+        X = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
+        del blocks
+        text, numeric = text_target(column)
         where = f"{path}: column {target!r}"
         if p.task == "regression" or (p.task == "auto" and numeric):
             if not numeric:

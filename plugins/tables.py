@@ -178,10 +178,29 @@ def check_line_lengths(path: Path) -> None:
                 )
 
 
-def read_csv_columns(
-    path: Path, delimiter: str, header: bool, target: str | None, features: list[str] | None
-) -> tuple[list[str], str, Any]:
-    """(features, target, table): the chosen columns of a CSV file read by Arrow, features as float64."""
+class CsvPart:
+    """One CSV file read by Arrow: the feature rows as blocks of `dtype`, the target as Arrow text arrays.
+
+    `bad` maps a feature's index to the rows (0-based, within the file) whose value is missing, NaN or infinite,
+    found on the float64 values before the cast, so a value out of float32's range is not mistaken for one.
+    """
+
+    def __init__(self, features: list[str], target: str) -> None:
+        self.features, self.target = features, target
+        self.blocks: list[np.ndarray] = []
+        self.text: list[Any] = []
+        self.bad: dict[int, list[np.ndarray]] = {}
+        self.rows = 0
+
+
+def read_csv_part(
+    path: Path, delimiter: str, header: bool, target: str | None, features: list[str] | None, dtype: Any
+) -> CsvPart:
+    """The chosen columns of a CSV file, streamed by Arrow (`open_csv`, parsing ahead on its threads).
+
+    Each record batch's features (parsed as float64) are copied into one block and cast to `dtype` at once, so
+    the float64 table is never whole in memory: the file costs its features in `dtype`, plus a batch.
+    """
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
@@ -199,8 +218,10 @@ def read_csv_columns(
     arrow_of = dict(zip(columns, arrow_names, strict=True))
     types = {arrow_of[name]: pa.float64() for name in chosen}
     types[arrow_of[target]] = pa.string()
+    part = CsvPart(chosen, target)
+    dtype = np.dtype(dtype)
     try:
-        table = pacsv.read_csv(
+        reader = pacsv.open_csv(
             path,
             read_options=pacsv.ReadOptions(block_size=LINE_LIMIT, autogenerate_column_names=not header),
             parse_options=pacsv.ParseOptions(delimiter=delimiter),
@@ -211,32 +232,56 @@ def read_csv_columns(
                 strings_can_be_null=False,
             ),
         )
+        position = {name: reader.schema.get_field_index(arrow_of[name]) for name in chosen}
+        target_at = reader.schema.get_field_index(arrow_of[target])
+        for batch in reader:
+            part.rows += add_batch(part, batch, [position[n] for n in chosen], target_at, dtype)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError):
         raise ArrowRefused from None
-    return chosen, target, table.rename_columns([columns[arrow_names.index(n)] for n in table.column_names])
+    return part
 
 
-def float_matrix(table: Any, names: list[str]) -> np.ndarray:
-    """The named numeric columns as one (rows, columns) float64 array (nulls: NaN).
+def add_batch(part: CsvPart, batch: Any, positions: list[int], target_at: int, dtype: np.dtype[Any]) -> int:
+    """Append one record batch to `part`: its features as one `dtype` block, its target text; its row count."""
+    n = batch.num_rows
+    block = np.empty((n, len(positions)), dtype=np.float64, order="F")
+    for j, at in enumerate(positions):
+        block[:, j] = batch.column(at).to_numpy(zero_copy_only=False)  # a null is NaN
+    finite = np.isfinite(block)
+    if not finite.all():
+        for j in np.flatnonzero(~finite.all(axis=0)):
+            part.bad.setdefault(int(j), []).append(np.flatnonzero(~finite[:, j]) + part.rows)
+    with np.errstate(over="ignore"):  # a float64 beyond float32's range is inf, as a later cast makes it
+        part.blocks.append(block if dtype == np.float64 else block.astype(dtype))
+    part.text.append(batch.column(target_at))
+    return int(n)
+
+
+def float_matrix(table: Any, names: list[str], dtype: Any = np.float64) -> np.ndarray:
+    """The named numeric columns as one (rows, columns) array of `dtype` (nulls: NaN), each Arrow chunk cast to
+    float64 and then to `dtype` (the bits of a float64 table cast later), one chunk at a time.
 
     Column-major, so that each Arrow chunk is one contiguous copy (no concatenated temporary); the split in
     `framework.data.prepare` gathers the rows into row-major arrays anyway.
     """
-    X = np.empty((table.num_rows, len(names)), dtype=np.float64, order="F")
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    X = np.empty((table.num_rows, len(names)), dtype=dtype, order="F")
     for j, name in enumerate(names):
         start = 0
         for chunk in table.column(name).chunks:
-            X[start : start + len(chunk), j] = chunk.to_numpy(zero_copy_only=False)
+            X[start : start + len(chunk), j] = pc.cast(chunk, pa.float64()).to_numpy(zero_copy_only=False)
             start += len(chunk)
     return X
 
 
-def text_target(table: Any, name: str) -> tuple[Any, bool]:
+def text_target(column: Any) -> tuple[Any, bool]:
     """(trimmed text column, numeric?): numeric when every value parses as a float."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    text = pc.utf8_trim_whitespace(table.column(name))
+    text = pc.utf8_trim_whitespace(column)
     try:
         pc.cast(text, pa.float64())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
@@ -267,7 +312,11 @@ def refuse_non_finite(values: np.ndarray, names: list[str], shards: list[tuple[P
     if not bad.any():
         return
     column = int(np.flatnonzero(bad)[0])
-    rows = np.flatnonzero(~np.isfinite(matrix[:, column]))
+    refuse_rows(np.flatnonzero(~np.isfinite(matrix[:, column])), names[column], shards, what)
+
+
+def refuse_rows(rows: np.ndarray, name: str, shards: list[tuple[Path, int]], what: str) -> None:
+    """The refusal of `refuse_non_finite`, for column `name` whose bad rows (0-based, over all shards) are `rows`."""
     first, shard = int(rows[0]), 0
     while shard < len(shards) - 1 and first >= shards[shard][1]:  # the row's shard, and its row within it
         first -= shards[shard][1]
@@ -275,6 +324,5 @@ def refuse_non_finite(values: np.ndarray, names: list[str], shards: list[tuple[P
     path = shards[shard][0]
     help_ = "clean or impute them before training" if what == "feature" else "drop those rows or fill in their targets"
     raise DataError(
-        f"{path}: {what} {names[column]!r} has NaN or infinite values ({len(rows)} rows, first in data row "
-        f"{first + 1}); {help_}"
+        f"{path}: {what} {name!r} has NaN or infinite values ({len(rows)} rows, first in data row {first + 1}); {help_}"
     )

@@ -247,3 +247,36 @@ def test_csv_shards_in_a_folder_or_glob_read_as_one_table(tmp_path: Path) -> Non
     (tmp_path / "parts" / "p-3.csv").write_text("a,kind,b\n1,x,2\n")
     with pytest.raises(DataError, match=r"p-3\.csv: columns \['a', 'kind', 'b'\] differ from p-0\.csv's"):
         CsvDataset(path=str(tmp_path / "parts")).load(np.random.default_rng(0))
+
+
+def test_a_float32_read_is_the_float64_read_cast_bitwise_and_bad_rows_are_found_in_any_batch(tmp_path: Path) -> None:
+    from plugins.file_datasets import CsvDataset
+
+    rng = np.random.default_rng(5)
+    values = rng.normal(size=(40000, 3)) * 10.0 ** rng.integers(-30, 30, size=(40000, 3))  # many batches of 1 MiB
+    lines = ["a,b,c,y"] + [f"{a!r},{b!r},{c!r},{i % 3}" for i, (a, b, c) in enumerate(values.tolist())]
+    path = tmp_path / "t.csv"
+    path.write_text("\n".join(lines) + "\n")
+    assert path.stat().st_size > 2 * (1 << 20)  # three Arrow batches at least
+    oracle = CsvDataset(path=str(path))._load_python(path)  # float64, the Python reader
+    for dtype in (np.float64, np.float32):
+        dataset = CsvDataset(path=str(path))
+        dataset.dtype = np.dtype(dtype)
+        got = dataset.load(np.random.default_rng(0))
+        assert got.X.dtype == dtype
+        np.testing.assert_array_equal(got.X, oracle.X.astype(dtype))  # the cast of today's float64 values
+        np.testing.assert_array_equal(got.y, oracle.y)
+    cells = lines[25001].split(",")
+    lines[25001] = ",".join([cells[0], "nan", *cells[2:]])  # data row 25001, in the third batch
+    lines[39001] = "1e39," + lines[39001].split(",", 1)[1]  # finite in float64, inf in float32: refused later
+    path.write_text("\n".join(lines) + "\n")
+    dataset = CsvDataset(path=str(path))
+    dataset.dtype = np.dtype(np.float32)
+    with pytest.raises(DataError, match=r"feature 'b' has NaN or infinite values \(1 rows, first in data row 25001\)"):
+        dataset.load(np.random.default_rng(0))
+    lines[25001] = ",".join(cells)
+    path.write_text("\n".join(lines) + "\n")
+    from framework.data import check_bundle
+
+    with pytest.raises(DataError, match=r"feature 'a' has NaN or infinite values \(1 rows, first at row 39000\)"):
+        check_bundle(dataset.load(np.random.default_rng(0)), "csv")  # the float32 bundle's own check
