@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import sqlite3
 
-KNOWN_REVISIONS = frozenset({"dc11669786a5"})
-"""Alembic revisions of MLflow's schema whose tables `LocalStore` writes as MLflow does (MLflow 3.17).
+KNOWN_REVISIONS = frozenset({"dc11669786a5", "f4a9b2c7d1e6"})
+"""Alembic revisions of MLflow's schema whose tables `LocalStore` writes as MLflow does: MLflow 3.17's head, and
+3.18's, whose three new revisions touch only the issue, skill and MCP tables (none that `LocalStore` writes).
 
 A store at another revision (an MLflow upgrade migrates it) is written through MLflow's client; the test suite
 checks that the installed MLflow creates stores at a revision listed here, so an upgrade that changes the
@@ -83,7 +84,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "dataset_digest",
     ),
 }
-"""The tables `LocalStore` writes, with their columns in the order of MLflow 3.17's schema."""
+"""The tables `LocalStore` writes, with their columns in the order of MLflow 3.17's and 3.18's schema."""
 
 
 def problem(connection: sqlite3.Connection) -> str | None:
