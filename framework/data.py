@@ -13,6 +13,7 @@ import numpy as np
 
 from framework.components import Array, DataBundle
 from framework.errors import DataError
+from framework.mapped import is_mapped
 from framework.model import Standardizer
 
 
@@ -31,7 +32,7 @@ def check_bundle(bundle: DataBundle, dataset: str) -> None:
     if bad.any():
         column = int(np.flatnonzero(bad)[0])
         label = bundle.feature_names[column] if column < len(bundle.feature_names) else f"#{column}"
-        rows = np.flatnonzero(~np.isfinite(X[:, column]))
+        rows = _bad_rows(X, column)
         raise DataError(
             f"dataset {dataset!r}: feature {label!r} has NaN or infinite values "
             f"({len(rows)} rows, first at row {int(rows[0])}); clean or impute them before training"
@@ -51,12 +52,22 @@ def check_bundle(bundle: DataBundle, dataset: str) -> None:
 
 def _finite_columns(X: Array, rows: int = 1 << 16) -> Array:
     """Per column: every value finite. In chunks of rows, so a memory-mapped file is never read whole."""
-    if not isinstance(X, np.memmap):
+    if not is_mapped(X):
         return np.asarray(np.isfinite(X).all(axis=0))
     finite = np.ones(X.shape[1], dtype=bool)
     for start in range(0, len(X), rows):
         finite &= np.isfinite(X[start : start + rows]).all(axis=0)
     return finite
+
+
+def _bad_rows(X: Array, column: int, rows: int = 1 << 16) -> Array:
+    """The rows whose value in `column` is NaN or infinite (in chunks of rows for mapped features)."""
+    if not is_mapped(X):
+        return np.flatnonzero(~np.isfinite(X[:, column]))
+    found = [
+        start + np.flatnonzero(~np.isfinite(X[start : start + rows][:, column])) for start in range(0, len(X), rows)
+    ]
+    return np.concatenate(found)
 
 
 def split_indices(
@@ -97,12 +108,12 @@ def prepare(
 ) -> tuple[Array, Array, Array, Array, Standardizer | None]:
     """Split, cast and standardise: (X_train, y_train, X_val, y_val, standardizer).
 
-    Memory-mapped features (`np.memmap`) stay in their file: the splits are `MappedRows` that gather, cast and
-    standardise rows per minibatch, with the statistics from a streaming pass (framework/mapped.py).
+    Memory-mapped features (`np.memmap` or a `RowSource`) stay in their file: the splits are `MappedRows` that
+    gather, cast and standardise rows per minibatch, with the statistics from a streaming pass (framework/mapped.py).
     """
     y = np.asarray(bundle.y)
     labels = y if bundle.task != "regression" else None
-    if isinstance(bundle.X, np.memmap):
+    if is_mapped(bundle.X):
         from framework.mapped import MappedRows, streamed_standardizer
 
         train_idx, val_idx = split_indices(len(bundle.X), fraction, rng, labels)

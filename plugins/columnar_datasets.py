@@ -65,17 +65,22 @@ class ColumnarDataset(Dataset):
                 raise DataError(
                     f"{where}: column {name!r} is of type {kind}, not numeric; only the target may hold labels"
                 )
+        X = self.mapped(paths, features) if features else None
         try:
-            table = source.to_table(columns=list(dict.fromkeys([*features, target])))
+            table = source.to_table(columns=[target] if X is not None else list(dict.fromkeys([*features, target])))
         except (pa.ArrowInvalid, OSError) as exc:  # shards whose schemas differ, a torn file
             raise DataError(f"{where}: not a readable {self.name} table ({_first_line(exc)})") from None
         if table.num_rows == 0:
             raise DataError(f"{where}: no data rows")
-        return _bundle(table, features, target, p, where, self.dtype)
+        return _bundle(table, features, target, p, where, self.dtype, X)
+
+    def mapped(self, paths: list[Path], features: list[str]) -> Any:
+        """The feature columns left in their files, or None to read them (a format that cannot be mapped)."""
+        return None
 
 
 def _bundle(
-    table: Any, features: list[str], target: str, p: ColumnarParams, where: Path, dtype: np.dtype[Any]
+    table: Any, features: list[str], target: str, p: ColumnarParams, where: Path, dtype: np.dtype[Any], X: Any
 ) -> DataBundle:
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -83,7 +88,8 @@ def _bundle(
     from plugins.file_datasets import _check_binary
     from plugins.tables import encode_labels, float_matrix, text_codes
 
-    X = float_matrix(table, features, dtype) if features else np.empty((table.num_rows, 0), dtype=dtype)
+    if X is None:
+        X = float_matrix(table, features, dtype) if features else np.empty((table.num_rows, 0), dtype=dtype)
     column = table.column(target)
     kind = column.type
     if pa.types.is_dictionary(kind):
@@ -124,9 +130,38 @@ class ParquetDataset(ColumnarDataset):
     suffixes: ClassVar[tuple[str, ...]] = (".parquet", ".pq")
 
 
+class FeatherParams(ColumnarParams):
+    in_memory: bool | Literal["auto"] = Field(
+        "auto",
+        description="true reads the file; false memory-maps it (minibatches read from the file; it must be written "
+        "uncompressed, with numeric columns and no missing values); auto maps it when it can be mapped and is "
+        "larger than a quarter of the available memory.",
+    )
+
+
 class FeatherDataset(ColumnarDataset):
-    """A Feather (Arrow IPC) file, or folder, or glob of them: only the chosen columns are read."""
+    """A Feather (Arrow IPC) file, or folder, or glob of them: only the chosen columns are read, or mapped."""
 
     name: ClassVar[str] = "feather"
+    Params: ClassVar[type[Params]] = FeatherParams
+    params: FeatherParams
     format: ClassVar[str] = "feather"
     suffixes: ClassVar[tuple[str, ...]] = (".feather", ".arrow", ".ipc")
+
+    def mapped(self, paths: list[Path], features: list[str]) -> Any:
+        from framework.mapped import Stacked
+        from plugins.arrow_columns import Unmappable, map_columns
+        from plugins.file_datasets import _map_it
+
+        if not _map_it(paths, self.params.in_memory):
+            return None
+        try:
+            parts = [map_columns(path, features)[0] for path in paths]
+        except Unmappable as exc:
+            if self.params.in_memory == "auto":
+                return None  # read instead: compressed, boolean or missing values
+            raise DataError(
+                f"{exc}; help: in_memory = false maps an uncompressed Arrow IPC file with numeric feature columns "
+                "(pyarrow.feather.write_feather(table, path, compression='uncompressed')), or set in_memory = true"
+            ) from None
+        return parts[0] if len(parts) == 1 else Stacked(parts)

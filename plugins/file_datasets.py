@@ -25,6 +25,7 @@ from pydantic import Field
 
 from framework import DataBundle, Dataset, Params, hookimpl
 from framework.errors import DataError
+from framework.mapped import NpyRows, Stacked
 from plugins.tables import (
     LINE_LIMIT,
     ArrowRefused,
@@ -202,7 +203,7 @@ MAP_SHARE = 0.25
 """`in_memory = "auto"` maps an .npy file larger than this share of the available memory."""
 
 
-def _map_it(path: Path, in_memory: bool | str) -> bool:
+def _map_it(paths: list[Path], in_memory: bool | str) -> bool:
     if in_memory != "auto":
         return not in_memory
     try:
@@ -212,7 +213,7 @@ def _map_it(path: Path, in_memory: bool | str) -> bool:
         import os
 
         available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    return path.stat().st_size > MAP_SHARE * available
+    return sum(f.stat().st_size for f in paths) > MAP_SHARE * available
 
 
 def _limited(lines: Iterable[str], path: Path) -> Iterator[str]:
@@ -241,7 +242,10 @@ def _all_numeric(values: list[str]) -> bool:
 
 
 class NpzParams(Params):
-    path: str = Field(description="An .npz file (arrays X and y) or an .npy file (target in the last column).")
+    path: str = Field(
+        description="An .npz file (arrays X and y) or an .npy file (target in the last column); or a folder or glob "
+        "of files of one of these formats (shards), read in name order as one table."
+    )
     x_key: str = Field("X", description="The features' array in an .npz file.")
     y_key: str = Field("y", description="The targets' array in an .npz file.")
     task: TaskChoice = Field(
@@ -251,8 +255,8 @@ class NpzParams(Params):
     feature_names: list[str] | None = Field(None, description="Names of the features (default: x0, x1, ...).")
     in_memory: bool | Literal["auto"] = Field(
         "auto",
-        description="An .npy file: true reads it, false memory-maps it (minibatches read from the file); auto maps "
-        "it when it is larger than a quarter of the available memory.",
+        description="An .npy file (or shards): true reads it, false memory-maps it (minibatches read from the file); "
+        "auto maps it when it is larger than a quarter of the available memory.",
     )
 
 
@@ -264,36 +268,20 @@ class NpzDataset(Dataset):
     params: NpzParams
 
     def load(self, rng: np.random.Generator) -> DataBundle:
-        path = resolve_path(self, self.params.path)
-        mapped = path.suffix.lower() == ".npy" and _map_it(path, self.params.in_memory)
-        try:
-            loaded = np.load(path, allow_pickle=False, mmap_mode="r" if mapped else None)
-        except ValueError as exc:
-            raise DataError(f"{path}: refused to load ({exc})") from None
-        except (OSError, EOFError) as exc:
-            raise DataError(f"{path}: not a readable numpy file ({exc})") from None
-        if isinstance(loaded, np.ndarray):
-            if loaded.ndim != 2 or loaded.shape[1] < 2:
-                raise DataError(f"{path}: an .npy dataset is a 2-D array with the target in the last column")
-            X, y = loaded[:, :-1], np.array(loaded[:, -1])  # mapped: the features stay in the file
-        else:
-            with loaded:
-                missing = [k for k in (self.params.x_key, self.params.y_key) if k not in loaded.files]
-                if missing:
-                    raise DataError(f"{path}: no array {missing[0]!r}; arrays: {', '.join(loaded.files)}")
-                try:  # arrays are read here, lazily: an object (pickled) array is refused at this point
-                    X, y = loaded[self.params.x_key], loaded[self.params.y_key]
-                except ValueError as exc:
+        paths = resolve_paths(self, self.params.path, (".npy", ".npz"))
+        mapped = all(f.suffix.lower() == ".npy" for f in paths) and _map_it(paths, self.params.in_memory)
+        parts = [self._arrays(f, mapped) for f in paths]
+        path, (X, y) = paths[0], parts[0]
+        if len(parts) > 1:  # shards, in name order: one table
+            for shard, (X_i, _) in zip(paths[1:], parts[1:], strict=True):
+                if shard.suffix.lower() != path.suffix.lower() or X_i.shape[1:] != X.shape[1:]:
                     raise DataError(
-                        f"{path}: refused to load ({exc}); help: save plain numeric arrays (no object dtype)"
-                    ) from None
-        if X.ndim == 1:
-            X = X.reshape(-1, 1)
-        if len(X) != len(y):
-            raise DataError(
-                f"{path}: {len(X)} feature rows but {len(y)} targets; help: {self.params.x_key!r} and "
-                f"{self.params.y_key!r} need one row per sample"
-            )
+                        f"{shard}: features of shape {X_i.shape} in a {shard.suffix} file, but {path.name} has "
+                        f"{X.shape} in a {path.suffix} file; help: shards are files of one format with the same columns"
+                    )
+            y = np.concatenate([y_i for _, y_i in parts])
+            X = Stacked([X_i for X_i, _ in parts]) if mapped else np.concatenate([X_i for X_i, _ in parts])
+            path = path.parent
         names = self.params.feature_names or [f"x{i}" for i in range(X.shape[1] if X.ndim == 2 else 0)]
         if len(names) != (X.shape[1] if X.ndim == 2 else -1):
             raise DataError(f"data.feature_names: {len(names)} names for features of shape {X.shape}")
@@ -306,6 +294,37 @@ class NpzDataset(Dataset):
         codes, target_names = encode_labels(y.reshape(-1), self.params.classes, f"{path}: targets")
         _check_binary(task, target_names, f"{path}: targets")
         return DataBundle(X, codes, task, names, target_names)
+
+    def _arrays(self, path: Path, mapped: bool) -> tuple[Any, np.ndarray]:
+        """The features and targets of one file: an .npy matrix (mapped or read) or an .npz's two arrays."""
+        try:
+            loaded = np.load(path, allow_pickle=False, mmap_mode="r" if mapped else None)
+        except ValueError as exc:
+            raise DataError(f"{path}: refused to load ({exc})") from None
+        except (OSError, EOFError) as exc:
+            raise DataError(f"{path}: not a readable numpy file ({exc})") from None
+        if isinstance(loaded, np.ndarray):
+            if loaded.ndim != 2 or loaded.shape[1] < 2:
+                raise DataError(f"{path}: an .npy dataset is a 2-D array with the target in the last column")
+            if mapped:  # the features stay in the file
+                return NpyRows(loaded, loaded.shape[1] - 1), np.array(loaded[:, -1])
+            return loaded[:, :-1], loaded[:, -1]
+        with loaded:
+            missing = [k for k in (self.params.x_key, self.params.y_key) if k not in loaded.files]
+            if missing:
+                raise DataError(f"{path}: no array {missing[0]!r}; arrays: {', '.join(loaded.files)}")
+            try:  # arrays are read here, lazily: an object (pickled) array is refused at this point
+                X, y = loaded[self.params.x_key], loaded[self.params.y_key]
+            except ValueError as exc:
+                raise DataError(
+                    f"{path}: refused to load ({exc}); help: save plain numeric arrays (no object dtype)"
+                ) from None
+        if len(X) != len(y):
+            raise DataError(
+                f"{path}: {len(X)} feature rows but {len(y)} targets; help: {self.params.x_key!r} and "
+                f"{self.params.y_key!r} need one row per sample"
+            )
+        return (X.reshape(-1, 1) if X.ndim == 1 else X), y
 
 
 @hookimpl
