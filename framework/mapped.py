@@ -40,7 +40,7 @@ class RowSource:
         return self.shape[0]
 
     def __getitem__(self, key: Any) -> Array:
-        rows = np.arange(self.shape[0])[key] if isinstance(key, slice) else np.asarray(key, dtype=np.intp)
+        rows = np.arange(*key.indices(self.shape[0])) if isinstance(key, slice) else np.asarray(key, dtype=np.intp)
         return self.gather(rows)
 
     def gather(self, rows: Array) -> Array:
