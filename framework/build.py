@@ -207,6 +207,12 @@ def _prepare(
 ) -> Run:
     if experiment.training.checkpoint_every > 0:
         check_writable_dir(experiment.training.checkpoint_dir, "training.checkpoint_dir")
+    # The callbacks first: their settings are checked before a large data set is loaded, and what they start
+    # now (tracking's painter process: matplotlib imported on the other core) is ready sooner.
+    run_callbacks = _run_callbacks(experiment, registry, callbacks, track, progress)
+    for callback in run_callbacks:
+        if isinstance(callback, Callback):
+            callback.warm_up()
     dtype = np.dtype(experiment.dtype)
     seeds = np.random.SeedSequence(experiment.seed).spawn(4)
     data_rng, split_rng, init_rng, shuffle_rng = (np.random.default_rng(s) for s in seeds)
@@ -306,7 +312,25 @@ def _prepare(
     trainer.dataset = bundle  # type: ignore[attr-defined]
     trainer.registry = registry  # type: ignore[attr-defined]  # what built the run (tracking resolves with it)
 
-    # Callbacks for this run only: configured ones, tracking, progress, then the caller's objects.
+    for i, callback in enumerate(run_callbacks):
+        name = f"run-callback-{i}-{getattr(callback, 'name', '') or type(callback).__name__}"
+        host.register(callback, name, _callback_info(name, callback))
+    trainer.callbacks = run_callbacks
+    for callback in run_callbacks:
+        validate = getattr(callback, "validate_against", None)
+        if validate is not None:
+            validate(trainer)
+    if resume is not None:
+        from framework.checkpoint import restore
+
+        restore(trainer, Path(resume))
+    return Run(experiment, host, registry, trainer, run_callbacks)
+
+
+def _run_callbacks(
+    experiment: Experiment, registry: Registry, callbacks: Sequence[object], track: bool | None, progress: bool
+) -> list[object]:
+    """The callbacks of this run only: configured ones, tracking, progress, then the caller's objects."""
     run_callbacks: list[object] = []
     for name, values in experiment.callbacks.items():
         run_callbacks.append(registry.create("callback", name, values, where=f"callbacks.{name}", expect=Callback))
@@ -324,19 +348,7 @@ def _prepare(
     if progress and PROGRESS_CALLBACK in registry.names("callback"):
         run_callbacks.append(registry.create("callback", PROGRESS_CALLBACK, {}, where="progress", expect=Callback))
     run_callbacks.extend(callbacks)
-    for i, callback in enumerate(run_callbacks):
-        name = f"run-callback-{i}-{getattr(callback, 'name', '') or type(callback).__name__}"
-        host.register(callback, name, _callback_info(name, callback))
-    trainer.callbacks = run_callbacks
-    for callback in run_callbacks:
-        validate = getattr(callback, "validate_against", None)
-        if validate is not None:
-            validate(trainer)
-    if resume is not None:
-        from framework.checkpoint import restore
-
-        restore(trainer, Path(resume))
-    return Run(experiment, host, registry, trainer, run_callbacks)
+    return run_callbacks
 
 
 def check_writable_dir(directory: str | Path, key: str) -> None:

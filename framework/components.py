@@ -420,6 +420,11 @@ class Callback(Component):
         """Check this callback's settings against the run before the first epoch (raise UserError)."""
         return None
 
+    def warm_up(self) -> None:
+        """Start slow work the run will need later (a process, an import), while the run loads its data and builds
+        its model: called once the callback is created, which is before the data is loaded."""
+        return None
+
 
 class Sampler(Component):
     """Chooses the trials of a sweep: the values of the swept keys for each trial (`backprop sweep --sampler`).

@@ -43,6 +43,10 @@ def run(
         # MLflow announces its database migrations at INFO on stderr; only its warnings matter here
         # (read when mlflow is imported; a user's own MLFLOW_LOGGING_LEVEL wins).
         os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+        if not no_track:  # before the config is even read: a run of a second has no time to spare
+            from framework import warmup
+
+            warmup.start(disable_plugin or [])
 
         from framework.build import prepare_run
         from framework.config import Experiment

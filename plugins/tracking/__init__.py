@@ -30,7 +30,8 @@ from pydantic import Field
 from framework import Callback, FitResult, Params, Trainer, diagnostics, hookimpl, ownership
 from framework.errors import UserError
 from framework.mlflow_store import run_link, tracking_uri
-from plugins.tracking import artifacts, backfill, painter
+from plugins import painter
+from plugins.tracking import artifacts, backfill
 from plugins.tracking.context import (
     HTTP_CLIENT_SETTINGS,
     MAX_TAG_LENGTH,
@@ -110,10 +111,13 @@ class MlflowTracking(Callback):
     _heartbeat: ownership.Heartbeat | None = None
     _logged_through = -1  # a resumed run: the last epoch the store holds already
 
+    def warm_up(self) -> None:
+        painter.warm()  # matplotlib imported on the other core while the run loads, builds and trains
+
     # tryfirst: other callbacks' before_fit already see `trainer.run_id`.
     @hookimpl(tryfirst=True)
     def before_fit(self, trainer: Trainer) -> None:
-        painter.warm()  # matplotlib imported on the other core while the run trains (plugins/tracking/painter.py)
+        painter.warm()  # already started by warm_up when the run was built (plugins/painter.py)
         uri = tracking_uri()
         check_reachable(uri)
         if is_http(uri):
@@ -335,11 +339,12 @@ class MlflowTracking(Callback):
 
     def _log_end(self, store: TrackingStore, trainer: Trainer, run_id: str, status: str, tags: dict[str, str]) -> None:
         final_epoch = self._model_epoch if status == "FINISHED" else (trainer.history.epochs or [None])[-1]
-        tags = {**tags, NOTE: self._description(trainer, status, tags.get("backprop.stop_reason", status), final_epoch)}
-        store.set_tags(run_id, {k: cut(v, MAX_TAG_LENGTH) for k, v in tags.items()})
-        store.log_text(run_id, trainer.history.to_csv(), "history.csv")
         with tempfile.TemporaryDirectory(prefix="backprop-pictures-") as tmp:
-            pending = painter.submit(self._picture_jobs(trainer, run_id), Path(tmp))  # drawn while the model is logged
+            # The pictures first: they are drawn while the tags, the history and the model are logged.
+            pending = painter.submit(self._picture_jobs(trainer, run_id), Path(tmp))
+            note = self._description(trainer, status, tags.get("backprop.stop_reason", status), final_epoch)
+            store.set_tags(run_id, {k: cut(v, MAX_TAG_LENGTH) for k, v in {**tags, NOTE: note}.items()})
+            store.log_text(run_id, trainer.history.to_csv(), "history.csv")
             if status == "FINISHED":  # a failed or interrupted run's weights are not a model to serve
                 store.log_model(run_id, trainer, self._model_epoch, self._epoch_ms)
             for picture in pending.wait():

@@ -1,13 +1,16 @@
-"""The painter process (plugins/tracking/painter.py): a run's pictures drawn on the other core, never lost."""
+"""The painter process (plugins/painter.py): a run's pictures drawn on the other core, never lost."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from plugins.tracking import painter
+from plugins import painter
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -62,14 +65,97 @@ def test_a_painter_that_dies_leaves_the_pictures_to_the_run(tmp_path: Path, monk
     assert painter._shared is None  # the next run starts a new one
 
 
-def test_a_painter_that_is_not_ready_gets_about_half_the_drawing(tmp_path: Path) -> None:
-    theirs, mine = painter.split(jobs())
-    assert [j[0] for j in theirs] == ["classification"]  # 4 pictures, against 1 + 1
-    assert sorted(j[0] for j in mine) == ["curves", "gradient_flow"]
-    process = painter.Painter()
+def test_a_painter_still_starting_takes_every_picture(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    starting = painter.Painter()  # not ready yet: python and matplotlib are still loading
+    monkeypatch.setattr(painter, "_shared", starting)
     try:
-        assert process.submit(theirs, tmp_path)
-        pending = painter.Pending(theirs, mine, tmp_path, process)
+        assert not starting.is_ready()
+        pending = painter.submit(jobs(), tmp_path)
+        assert pending.painter is starting and pending.own == []  # the run draws none itself
         assert {f.name for f in pending.wait()} == EXPECTED
     finally:
-        process.stop()
+        starting.stop()
+
+
+def test_split_gives_each_process_about_half_the_drawing() -> None:
+    first, second = painter.split(jobs())
+    assert [j[0] for j in first] == ["classification"]  # 4 pictures, against 1 + 1
+    assert sorted(j[0] for j in second) == ["curves", "gradient_flow"]
+
+
+# Run in a fresh interpreter: the painter forks, which the test process (threads of pytest-xdist) should not.
+FORKED = """
+import json, os, sys
+from pathlib import Path
+from plugins import painter
+
+directory = Path(sys.argv[1])
+parent = os.getpid()
+
+def draw(job, where):
+    if sys.argv[2] == "crash" and os.getpid() != parent:
+        os._exit(3)  # the fork dies without a word
+    path = where / f"{job[0]}-{os.getpid()}.txt"
+    path.write_text(job[0])
+    return [path]
+
+painter.draw = draw
+jobs = [(kind, {}, {}) for kind in ("classification", "regression", "curves", "gradient_flow")]
+print(json.dumps({"parent": parent, "reply": painter._draw_forked(jobs, directory)}))
+"""
+
+
+@pytest.mark.parametrize("fork", ["works", "crash"])
+def test_the_painter_draws_in_two_processes_and_redraws_what_a_dead_fork_did_not(tmp_path: Path, fork: str) -> None:
+    root = Path(painter.__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, "-c", FORKED, str(tmp_path), fork], capture_output=True, text=True, timeout=60, cwd=root
+    )
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    files = [Path(f) for f in out["reply"]["files"]]
+    kinds = sorted(f.name.split("-")[0] for f in files)
+    assert kinds == ["classification", "curves", "gradient_flow", "regression"]  # each job drawn exactly once
+    drawers = {int(f.stem.split("-")[1]) for f in files}
+    if fork == "works":
+        assert len(drawers) == 2 and out["parent"] in drawers  # both processes drew
+    else:
+        assert drawers == {out["parent"]}  # the fork's share drawn again by the painter itself
+    assert out["reply"]["problems"] == []
+
+
+def test_the_warm_up_entry_point_starts_the_painter_unless_tracking_is_disabled(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from framework import warmup
+
+    monkeypatch.setattr(painter, "_shared", None)
+    assert warmup.start(["tracking"]) == []  # `--disable-plugin tracking`: no painter
+    assert painter._shared is None
+    assert warmup.start() == ["tracking"]  # installed by backprop's own pyproject.toml
+    started = painter._shared
+    try:
+        assert started is not None and started.alive()
+        assert warmup.start() == ["tracking"] and painter._shared is started  # one painter per process
+    finally:
+        if started is not None:
+            started.stop()
+
+
+UNTRACKED = """
+import sys
+from framework.cli import app
+try:
+    app(["run", sys.argv[1], "--no-track", "--quiet"])
+except SystemExit:
+    pass
+module = sys.modules.get("plugins.painter")  # imported with the tracking plugin, which every run loads
+print("PAINTER", module is not None and module._shared is not None)
+"""
+
+
+def test_an_untracked_run_starts_no_painter() -> None:
+    root = Path(painter.__file__).resolve().parents[1]
+    xor = root / "experiments" / "xor.toml"
+    done = subprocess.run([sys.executable, "-c", UNTRACKED, str(xor)], capture_output=True, text=True, timeout=120)
+    assert "PAINTER False" in done.stdout, done.stdout + done.stderr

@@ -1,12 +1,20 @@
 """The pictures of a tracked run, drawn in a separate process while the run trains and logs (issue 16).
 
+It is part of the tracking plugin, kept outside the `plugins.tracking` package so that `backprop run` can start
+the painter first thing (its `backprop.warm_up` entry point, framework/warmup.py) without importing the
+tracking plugin: this module imports the standard library only until it draws or hands over.
+
 Importing matplotlib takes about half a second and drawing a run's pictures about as long again: a tracked run
 of a second would spend most of its wall time on them, on one core, while the other waits. So the tracking
 callback starts a painter when the run starts (`warm`): a Python process that imports matplotlib and renders a
 first figure (fonts, caches) on the other core while the run builds its model and trains. When the run ends,
 the callback computes the numbers of each picture in its own process (predictions need the model:
 `framework.diagnostics.plan`), hands them over (`submit`), logs the model meanwhile, and collects the PNG files
-(`Pending.wait`). One painter serves every run of a process in turn (a sweep's worker runs many trials).
+(`Pending.wait`). The painter draws them on both cores: it forks once per hand-over (matplotlib is imported
+by then, so the fork costs milliseconds) and each process draws about half (`split`). The run never imports
+matplotlib itself while a painter lives: a painter still starting is waited for, which is sooner than the run
+could import matplotlib. One painter serves every run of a process in turn (a sweep's worker runs many
+trials); it is stopped when the process exits.
 
 The hand-over is files, not pickles: each job is `<name>.json` (kind and options) and `<name>.npz` (its
 arrays, read back with `allow_pickle=False`) in the run's temporary folder, announced by one line of JSON on
@@ -17,6 +25,7 @@ slower, never lost.
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
@@ -25,11 +34,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-import numpy as np
-
-from framework.diagnostics import Job
+if TYPE_CHECKING:
+    from framework.diagnostics import Job
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +46,8 @@ WAIT_S = 120.0
 READY = b"ready\n"
 """The painter's first line: matplotlib is imported and warmed up."""
 COST = {"classification": 4.0, "regression": 3.0, "surface": 1.5}
-"""What a job costs to draw, in pictures (others: 1); a painter that is not ready yet gets half of it."""
-CHILD = "import sys; sys.path.insert(0, sys.argv[1]); from plugins.tracking.painter import main; main()"
+"""What a job costs to draw, in pictures (others: 1): the painter's two processes take about half each."""
+CHILD = "import sys; sys.path.insert(0, sys.argv[1]); from plugins.painter import main; main()"
 
 _shared: Painter | None = None
 
@@ -71,19 +79,23 @@ class _Series:
 
 def curves_job(epochs: list[int], metrics: dict[str, list[float]]) -> Job:
     keys = list(metrics)
+    import numpy as np
+
     arrays = {f"m{i}": np.asarray(metrics[k], dtype=np.float64) for i, k in enumerate(keys)}
     return "curves", {"epochs": list(epochs), "keys": keys}, arrays
 
 
 def gradient_flow_job(names: list[str], history: dict[str, list[float]], epochs: list[int], file: str) -> Job:
     keys = list(history)
+    import numpy as np
+
     arrays = {f"m{i}": np.asarray(history[k], dtype=np.float64) for i, k in enumerate(keys)}
     return "gradient_flow", {"names": list(names), "keys": keys, "epochs": list(epochs), "file": file}, arrays
 
 
 class Pending:
     """Pictures being drawn into `directory`: the painter's `jobs`, and `own` ones that `wait()` draws here (all of
-    them when the painter fails) before it collects the painter's files."""
+    them when the painter fails, or when there is none) before it collects the painter's files."""
 
     def __init__(self, jobs: list[Job], own: list[Job], directory: Path, painter: Painter | None) -> None:
         self.jobs, self.own, self.directory, self.painter = jobs, own, directory, painter
@@ -98,8 +110,8 @@ class Pending:
 
 
 def split(jobs: list[Job]) -> tuple[list[Job], list[Job]]:
-    """(the painter's, the run's own): about half the drawing each, the costliest first, each to the side with
-    less so far (the painter on ties)."""
+    """Two shares of about half the drawing each: the costliest first, each to the side with less so far (the
+    first on ties)."""
     sides: tuple[list[Job], list[Job]] = ([], [])
     load = [0.0, 0.0]
     for job in sorted(jobs, key=lambda job: -COST.get(job[0], 1.0)):
@@ -134,6 +146,8 @@ class Painter:
         )
 
         self.ready = False
+        self.owner = os.getpid()  # a fork of the run (multiprocessing) must not stop the run's painter
+        atexit.register(self.stop)  # its pipes closed, and no painter outlives the run's process
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -148,6 +162,8 @@ class Painter:
         return self.ready
 
     def submit(self, jobs: list[Job], directory: Path) -> bool:
+        import numpy as np
+
         names = []
         for i, (kind, options, arrays) in enumerate(jobs):
             name = f"picture-{i}"
@@ -191,8 +207,12 @@ class Painter:
         global _shared
         if _shared is self:
             _shared = None
-        self.process.kill()
-        self.process.wait()
+        atexit.unregister(self.stop)
+        if os.getpid() != self.owner:
+            return
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
         for pipe in (self.process.stdin, self.process.stdout):
             if pipe is not None:
                 pipe.close()
@@ -211,20 +231,21 @@ def warm() -> Painter | None:
 
 
 def submit(jobs: list[Job], directory: Path) -> Pending:
-    """Start drawing `jobs` into `directory`. A ready painter takes them all; one still starting (a short run)
-    takes about half, and the run draws the rest itself at `wait()`, so that both cores draw."""
+    """Start drawing `jobs` into `directory`: the painter takes them all, also while it is still starting (it is
+    ready sooner than the run could import matplotlib); without a painter the run draws them at `wait()`."""
     painter = warm() if jobs else None
-    theirs, mine = (jobs, []) if painter is None or painter.is_ready() else split(jobs)
-    if painter is not None and not painter.submit(theirs, directory):
+    if painter is not None and not painter.submit(jobs, directory):
         painter.stop()
         painter = None
-    return Pending(theirs, mine, directory, painter)
+    return Pending(jobs, [] if painter is not None else jobs, directory, painter)
 
 
 # -- the painter process ------------------------------------------------------------------------------------
 
 
 def _load(directory: Path, name: str) -> Job:
+    import numpy as np
+
     spec = json.loads((directory / f"{name}.json").read_text())
     with np.load(directory / f"{name}.npz", allow_pickle=False) as data:
         arrays = {key: data[key] for key in data.files}
@@ -235,6 +256,14 @@ def _warm_up() -> None:
     """Import matplotlib and render one figure with text: fonts, caches and the Agg canvas are ready."""
     import importlib
     import io
+    import types
+
+    if "plugins.tracking" not in sys.modules:
+        # The drawing modules (artifacts, gradients) import numpy only; the tracking package's __init__ (the
+        # callback, the stores: 0.4 s of imports) is not needed to draw, so the package is entered bare.
+        package = types.ModuleType("plugins.tracking")
+        package.__path__ = [str(Path(__file__).resolve().parent / "tracking")]
+        sys.modules["plugins.tracking"] = package
 
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -251,6 +280,47 @@ def _warm_up() -> None:
     figure.savefig(io.BytesIO(), format="png")
 
 
+def _draw_each(jobs: list[Job], directory: Path) -> dict[str, list[str]]:
+    files: list[str] = []
+    problems: list[str] = []
+    for job in jobs:
+        try:
+            files += [str(p) for p in draw(job, directory)]
+        except Exception as exc:  # one picture's problem: the others are still drawn
+            problems.append(f"the {job[0]} picture was not drawn: {type(exc).__name__}: {exc}")
+    return {"files": files, "problems": problems}
+
+
+def _draw_forked(jobs: list[Job], directory: Path) -> dict[str, list[str]]:
+    """Draw `jobs` in this process and a fork of it, about half each; what the fork could not draw is drawn here."""
+    mine, theirs = split(jobs)
+    if not theirs or not hasattr(os, "fork"):
+        return _draw_each(jobs, directory)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the fork: draw, report on the pipe, leave without running the parent's exit handlers
+        code = 1
+        try:
+            os.close(read_end)
+            with os.fdopen(write_end, "wb") as pipe:
+                pipe.write(json.dumps(_draw_each(theirs, directory)).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    reply = _draw_each(mine, directory)
+    with os.fdopen(read_end, "rb") as pipe:
+        answer = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    try:
+        forked = json.loads(answer) if status == 0 else None
+    except ValueError:
+        forked = None
+    if forked is None:
+        forked = _draw_each(theirs, directory)
+    return {key: reply[key] + forked[key] for key in ("files", "problems")}
+
+
 def main() -> None:
     """Draw the jobs announced on stdin, one line each; answer on stdout; exit when stdin closes."""
     _warm_up()
@@ -261,15 +331,7 @@ def main() -> None:
         try:
             request = json.loads(line)
             directory = Path(request["dir"])
-            files: list[str] = []
-            problems: list[str] = []
-            for name in request["jobs"]:
-                job = _load(directory, name)
-                try:
-                    files += [str(p) for p in draw(job, directory)]
-                except Exception as exc:  # one picture's problem: the others are still drawn
-                    problems.append(f"the {job[0]} picture was not drawn: {type(exc).__name__}: {exc}")
-            reply: dict[str, Any] = {"files": files, "problems": problems}
+            reply: dict[str, Any] = _draw_forked([_load(directory, name) for name in request["jobs"]], directory)
         except Exception as exc:
             reply = {"error": f"{type(exc).__name__}: {exc}"}
         out.write(json.dumps(reply).encode() + b"\n")
