@@ -120,6 +120,14 @@ class DaskExecutor:
         self.address = address
         self.event = f"backprop-sweep-stop-{uuid.uuid4().hex}"
         self.futures: dict[Any, Trial] = {}
+        # Each worker imports what a trial needs now, while the sweep opens its store and plans: one small task
+        # per worker, queued before any trial (held here until the sweep ends; any worker may run one that
+        # lost its own).
+        workers = self.client.scheduler_info().get("workers", {})
+        self.warming = [
+            self.client.submit(warm_up, tracking_uri, workers=[w], allow_other_workers=True, pure=False)
+            for w in workers
+        ]
 
     @property
     def capacity(self) -> int:

@@ -153,3 +153,29 @@ def test_an_unreachable_tracking_server_is_refused_before_any_trial(cluster: Clu
     assert len(done.stderr.strip().splitlines()) <= 2, done.stderr
     assert time.monotonic() - started < 60
     assert "trial" not in done.stdout  # refused before the first trial
+
+
+IMPORTED = "'framework.build' in __import__('sys').modules"  # evaluated in a worker (eval pickles by name)
+
+
+def test_a_new_worker_imports_what_a_trial_needs_before_the_first_trial(cluster: Cluster, tmp_path: Path) -> None:
+    from framework.sweep_exec import DaskExecutor
+    from tests.sweep.conftest import stop_process
+
+    before = set(cluster.workers)
+    cluster.ensure_workers(len(before) + 1)  # a fresh process: it has imported nothing of backprop yet
+    (name,) = set(cluster.workers) - before
+    try:
+        with cluster.client() as client:
+            address = next(a for a, w in client.scheduler_info(n_workers=-1)["workers"].items() if w["name"] == name)
+            assert client.run(eval, IMPORTED, workers=[address]) == {address: False}
+            executor = DaskExecutor(cluster.address, f"sqlite:///{tmp_path}/mlflow.db")
+            try:
+                for future in executor.warming:
+                    future.result(timeout=120)
+                assert client.run(eval, IMPORTED, workers=[address]) == {address: True}
+            finally:
+                executor.close()
+    finally:
+        stop_process(cluster.workers.pop(name))
+        cluster.wait_for(len(before))
