@@ -45,6 +45,9 @@ _CONTEXT_LOCK = threading.Lock()
 class TrialCancelled(KeyboardInterrupt):
     """The sweep was interrupted: the trial ends as KILLED (a KeyboardInterrupt, which tracking records so)."""
 
+    stop_reason = "interrupted: the sweep was stopped"
+    """The run's `backprop.stop_reason` (instead of "interrupted: TrialCancelled")."""
+
 
 def run_trial(payload: dict[str, Any]) -> dict[str, Any]:
     """Train one trial as a tracked child run of its sweep; never raises for a failed trial."""

@@ -248,7 +248,8 @@ class MlflowTracking(Callback):
             tags["backprop.error"] = cut(f"{type(error).__name__}: {error}", MAX_ERROR_LENGTH)
             reason = f"error: {type(error).__name__}"
         else:
-            reason = f"interrupted: {type(error).__name__}"
+            # An interruption may say what it was (a sweep's cancelled trial); otherwise its type says it.
+            reason = getattr(error, "stop_reason", None) or f"interrupted: {type(error).__name__}"
         self._end(trainer, status, trainer.stop_reason or reason, tags, artifacts.best_epoch(trainer, None), error)
 
     def _end(

@@ -154,6 +154,16 @@ def test_a_callback_error_marks_the_run_failed(client: Any) -> None:
     assert not client.get_run(run.info.run_id).outputs.model_outputs
 
 
+def test_a_cancelled_sweep_trial_says_so_in_its_stop_reason(client: Any) -> None:
+    from framework.sweep_trial import TrialCancelled
+
+    with pytest.raises(TrialCancelled):
+        fit(xor_experiment(), callbacks=[RaiseAt(1, TrialCancelled("the sweep was interrupted"))], track=True)
+    (run,) = client.search_runs([client.get_experiment_by_name("t").experiment_id])
+    assert run.info.status == "KILLED"
+    assert run.data.tags["backprop.stop_reason"] == "interrupted: the sweep was stopped"
+
+
 @pytest.mark.parametrize("error", [KeyboardInterrupt(), SystemExit(143)], ids=["ctrl-c", "sigterm-exit"])
 def test_an_interruption_marks_the_run_killed(client: Any, error: BaseException) -> None:
     with pytest.raises(type(error)):
