@@ -19,6 +19,7 @@ log(time) and log(memory) against log(rows) between the smallest and largest siz
     python benchmarks/bench_data.py               # 10^4 and 10^5 rows, 3 rounds
     python benchmarks/bench_data.py --full        # 10^4 .. 10^6, and 10^7 where memory allows
     python benchmarks/bench_data.py --sizes 8000000 --formats npy    # the issue's 8-million-row .npy
+    python benchmarks/bench_data.py --sizes 5000000 --formats npy --kinds epoch-mapped   # one measurement
 """
 
 from __future__ import annotations
@@ -148,8 +149,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--sizes", type=int, nargs="*", help="rows to measure (overrides the defaults)")
     parser.add_argument("--formats", nargs="*", choices=list(KINDS), default=list(KINDS), help="formats to measure")
+    parser.add_argument("--kinds", nargs="*", help="only these measurements (e.g. epoch-mapped csv)")
     args = parser.parse_args()
-    kinds = {fmt: KINDS[fmt] for fmt in args.formats}
+    kinds = {fmt: tuple(k for k in KINDS[fmt] if not args.kinds or k in args.kinds) for fmt in args.formats}
+    kinds = {fmt: names for fmt, names in kinds.items() if names}
     sizes = args.sizes or [10**4, 10**5] + ([10**6, 10**7] if args.full else [])
     available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     sizes = [n for n in sizes if n * (COLUMNS + 1) * 4 * 8 < available]  # room for the CSV read beside it
@@ -170,18 +173,20 @@ def main() -> None:
                     "median": statistics.median(times),
                     "min": min(times),
                     "max": max(times),
-                    "mem_mb": max(g["anon_mb"] for g in got) - base[what]["anon_mb"],
-                    "rss_mb": max(g["rss_mb"] for g in got) - base[what]["rss_mb"],
+                    "mem_mb": statistics.median(g["anon_mb"] for g in got) - base[what]["anon_mb"],
+                    "mem_min": min(g["anon_mb"] for g in got) - base[what]["anon_mb"],
+                    "mem_max": max(g["anon_mb"] for g in got) - base[what]["anon_mb"],
+                    "rss_mb": statistics.median(g["rss_mb"] for g in got) - base[what]["rss_mb"],
                 }
     print(
-        "| what | rows | median s | min s | max s | peak MB above a 100-row file (own memory) | peak RSS MB "
-        "(with mapped file pages) |\n|---|---|---|---|---|---|---|"
+        "| what | rows | median s | min s | max s | peak MB above a 100-row file (own memory: median, min-max) "
+        "| bytes/row | peak RSS MB (with mapped file pages) |\n|---|---|---|---|---|---|---|---|"
     )
     for what, by_rows in results.items():
         for rows, r in by_rows.items():
             print(
                 f"| {what} | {rows:,} | {r['median']:.3f} | {r['min']:.3f} | {r['max']:.3f} | {r['mem_mb']:.0f} "
-                f"| {r['rss_mb']:.0f} |"
+                f"({r['mem_min']:.0f}-{r['mem_max']:.0f}) | {r['mem_mb'] * 2**20 / rows:.1f} | {r['rss_mb']:.0f} |"
             )
     print("\n| what | time exponent | memory exponent |\n|---|---|---|")
     for what, by_rows in results.items():
