@@ -13,7 +13,7 @@ import numpy as np
 
 from framework.components import Array, DataBundle
 from framework.errors import DataError
-from framework.mapped import is_mapped
+from framework.mapped import index_dtype, is_mapped
 from framework.model import Standardizer
 
 
@@ -73,11 +73,15 @@ def _bad_rows(X: Array, column: int, rows: int = 1 << 16) -> Array:
 def split_indices(
     n: int, fraction: float, rng: np.random.Generator, labels: Array | None = None
 ) -> tuple[Array, Array]:
-    """Train and validation indices; stratified by `labels` when given (each class keeps its share)."""
+    """Train and validation indices, sorted; stratified by `labels` when given (each class keeps its share).
+
+    int32 below 2**31 rows (`index_dtype`): 4 bytes a row, not 8. The permutation of an int32 `arange` is the
+    one `rng.permutation(n)` gives, from the same draws (tests/framework/test_mapped.py checks it)."""
+    itype = index_dtype(n)
     if fraction <= 0:
-        return np.arange(n), np.arange(0)
+        return np.arange(n, dtype=itype), np.arange(0, dtype=itype)
     if labels is None:
-        perm = rng.permutation(n)
+        perm = rng.permutation(np.arange(n, dtype=itype))
         n_val = max(1, round(n * fraction))
         if n_val >= n:
             raise DataError(
@@ -90,11 +94,13 @@ def split_indices(
         members = np.flatnonzero(labels == cls)
         members = members[rng.permutation(len(members))]
         val_parts.append(members[: round(len(members) * fraction)])
-    val = np.sort(np.concatenate(val_parts)) if val_parts else np.arange(0)
+    val = np.sort(np.concatenate(val_parts)).astype(itype) if val_parts else np.arange(0, dtype=itype)
     if len(val) == 0:
         # Too few samples per class to stratify: fall back to a plain random split.
         return split_indices(n, fraction, rng, None)
-    train = np.setdiff1d(np.arange(n), val)
+    rest = np.ones(n, dtype=bool)
+    rest[val] = False
+    train = np.arange(n, dtype=itype)[rest]  # every row not in val, in order (setdiff1d's, without its sorts)
     if len(train) == 0:
         raise DataError(
             f"data.validation_split: {fraction} leaves no training samples out of {n}; "
@@ -117,11 +123,14 @@ def prepare(
         from framework.mapped import MappedRows, streamed_standardizer
 
         train_idx, val_idx = split_indices(len(bundle.X), fraction, rng, labels)
-        train = MappedRows(bundle.X, train_idx, dtype)
+        whole = len(val_idx) == 0  # every row trains, in order: no index array, and the targets are y itself
+        train = MappedRows(bundle.X, None if whole else train_idx, dtype)
+        y_train = y if whole else y[train_idx]
+        del train_idx
         mapped_scaler = streamed_standardizer(train) if standardize else None
         train.scaler = mapped_scaler
         val = MappedRows(bundle.X, val_idx, dtype, mapped_scaler)
-        return train, y[train_idx], val, y[val_idx], mapped_scaler  # type: ignore[return-value]
+        return train, y_train, val, y[val_idx], mapped_scaler  # type: ignore[return-value]
     X = np.asarray(bundle.X, dtype=dtype)
     train_idx, val_idx = split_indices(len(X), fraction, rng, labels)
     X_train, X_val = X[train_idx], X[val_idx]

@@ -86,28 +86,45 @@ def is_mapped(X: Any) -> bool:
     return isinstance(X, np.memmap | RowSource)
 
 
+def index_dtype(n: int) -> np.dtype[Any]:
+    """The integer type of row indices among `n` rows: int32 when they fit (half the memory of int64)."""
+    return np.dtype(np.int32 if n < 2**31 else np.intp)
+
+
 class MappedRows:
-    """Rows `index` of the mapped matrix `source`, as `dtype`, standardised by `scaler` when given."""
+    """Rows `index` of the mapped matrix `source` (every row, in order, for None: no index array held), as
+    `dtype`, standardised by `scaler` when given. `take(positions)` makes the index `index[positions]` (or
+    `positions` itself), in its integer type: int32 indices cost 4 bytes a row."""
 
     ndim = 2
 
-    def __init__(self, source: Any, index: Array, dtype: np.dtype[Any], scaler: Standardizer | None = None) -> None:
-        self.source, self.index, self.dtype, self.scaler = source, np.asarray(index, dtype=np.intp), dtype, scaler
+    def __init__(
+        self, source: Any, index: Array | None, dtype: np.dtype[Any], scaler: Standardizer | None = None
+    ) -> None:
+        if index is not None and not np.issubdtype(np.asarray(index).dtype, np.integer):
+            index = np.asarray(index, dtype=np.intp)  # an empty split's float arange
+        self.source, self.index, self.dtype, self.scaler = source, index, dtype, scaler
 
     @property
     def shape(self) -> tuple[int, int]:
-        return (len(self.index), int(self.source.shape[1]))
+        return (len(self), int(self.source.shape[1]))
 
     def __len__(self) -> int:
-        return len(self.index)
+        return len(self.source) if self.index is None else len(self.index)
 
     def take(self, positions: Array, axis: int = 0) -> MappedRows:
         assert axis == 0, "rows only"
-        return MappedRows(self.source, self.index[positions], self.dtype, self.scaler)
+        index = positions if self.index is None else self.index[positions]
+        return MappedRows(self.source, index, self.dtype, self.scaler)
 
     def raw(self, key: Any) -> Array:
         """The rows at `key` (a slice, an index array or an int) read from the map, cast, not standardised."""
-        rows = self.index[key]
+        if self.index is not None:
+            rows = self.index[key]
+        elif isinstance(key, slice) and isinstance(self.source, np.memmap):
+            return np.array(self.source[key], dtype=self.dtype)  # a copy: not a view of the (read-only) map
+        else:
+            rows = key + len(self) if isinstance(key, int | np.integer) and key < 0 else key
         return np.asarray(self.source[rows], dtype=self.dtype)
 
     def __getitem__(self, key: Any) -> Array:
