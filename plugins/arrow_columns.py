@@ -4,8 +4,8 @@
 values are then a stretch of the map. `ArrowColumns` gathers minibatch rows from there: one numpy view of the
 whole map per column type, and for row r of record batch b the value at element
 `start[column][b] + (r - first_row[b])`, so a minibatch is one fancy index per column whatever the number of
-batches. Rows come out as float64 (as `plugins.tables.float_matrix` casts them on the way to the experiment's
-dtype), or float32 when every column is float32 (the same bits either way).
+batches. Rows come out as float64 (as `plugins.columnar_datasets.fill_columns` casts them on the way to the
+experiment's dtype), or float32 when every column is float32 (the same bits either way).
 
 A file whose buffers are not in the map cannot be left there: compressed (Feather's default is lz4), boolean
 (bit-packed) or with missing values. `Unmappable` says why, so `in_memory = "auto"` reads such a file instead

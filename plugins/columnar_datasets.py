@@ -67,16 +67,49 @@ class ColumnarDataset(Dataset):
                 )
         X = self.mapped(paths, features) if features else None
         try:
-            table = source.to_table(columns=[target] if X is not None else list(dict.fromkeys([*features, target])))
+            table = source.to_table(columns=[target])
+            if X is None and features and table.num_rows:
+                X = np.empty((table.num_rows, len(features)), dtype=self.dtype, order="F")
         except (pa.ArrowInvalid, OSError) as exc:  # shards whose schemas differ, a torn file
             raise DataError(f"{where}: not a readable {self.name} table ({_first_line(exc)})") from None
         if table.num_rows == 0:
             raise DataError(f"{where}: no data rows")
+        if isinstance(X, np.ndarray):
+            fill_columns(X, source, features, f"{where}: not a readable {self.name} table")
         return _bundle(table, features, target, p, where, self.dtype, X)
 
     def mapped(self, paths: list[Path], features: list[str]) -> Any:
         """The feature columns left in their files, or None to read them (a format that cannot be mapped)."""
         return None
+
+
+def fill_columns(X: np.ndarray, source: Any, names: list[str], unreadable: str) -> None:
+    """Column j of X: column `names[j]` of the dataset, each record batch cast to float64 and then to X's dtype
+    (the bits of the float64 table cast later). One scan per column, one batch read ahead: the
+    peak is X and a column of a record batch, not the table (a row group's columns decoded together, or all
+    of them, and then X as well)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    for j, name in enumerate(names):
+        start = 0
+        for batch in _scan(source, name, unreadable):
+            values = pc.cast(batch.column(0), pa.float64()).to_numpy(zero_copy_only=False)
+            with np.errstate(over="ignore"):  # a float64 beyond float32's range is inf (as the CSV reader's)
+                X[start : start + len(values), j] = values
+            start += len(values)
+        if start != len(X):
+            raise DataError(f"{unreadable} (column {name!r} has {start} rows, the target {len(X)})")
+
+
+def _scan(source: Any, name: str, unreadable: str) -> Any:
+    """The record batches of one column, in order; a file Arrow cannot read is a DataError saying so."""
+    import pyarrow as pa
+
+    try:
+        yield from source.to_batches(columns=[name], batch_readahead=1, fragment_readahead=1)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DataError(f"{unreadable} ({_first_line(exc)})") from None
 
 
 def _bundle(
@@ -86,10 +119,10 @@ def _bundle(
     import pyarrow.compute as pc
 
     from plugins.file_datasets import _check_binary
-    from plugins.tables import encode_labels, float_matrix, text_codes
+    from plugins.tables import encode_labels, text_codes
 
-    if X is None:
-        X = float_matrix(table, features, dtype) if features else np.empty((table.num_rows, 0), dtype=dtype)
+    if X is None:  # no feature columns
+        X = np.empty((table.num_rows, 0), dtype=dtype)
     column = table.column(target)
     kind = column.type
     if pa.types.is_dictionary(kind):

@@ -94,11 +94,22 @@ class CsvDataset(Dataset):
     def _load_arrow(self, paths: list[Path]) -> DataBundle:
         import pyarrow as pa
 
-        from plugins.tables import csv_header, read_csv_part, refuse_rows, text_codes, text_floats, text_target
+        from plugins.tables import (
+            FeatureRows,
+            csv_header,
+            line_count,
+            read_csv_part,
+            refuse_rows,
+            text_codes,
+            text_floats,
+            text_target,
+        )
 
         p = self.params
         parts: list[Any] = []
         first = csv_header(paths[0], p.delimiter) if len(paths) > 1 else []
+        # One matrix for every shard's rows, made for their lines (less the headers), filled as Arrow reads them.
+        into = FeatureRows(sum(line_count(shard) - p.header for shard in paths), self.dtype)
         for shard in paths:  # read in name order as one table; every shard must have the first one's columns
             try:
                 columns = csv_header(shard, p.delimiter) if first else first
@@ -107,7 +118,7 @@ class CsvDataset(Dataset):
             if columns != first:
                 raise DataError(f"{shard}: columns {columns} differ from {paths[0].name}'s {first}")
             try:
-                parts.append(read_csv_part(shard, p.delimiter, p.header, p.target, p.features, self.dtype))
+                parts.append(read_csv_part(shard, p.delimiter, p.header, p.target, p.features, into))
             except ArrowRefused:
                 raise ArrowRefused(shard) from None
         features, target = parts[0].features, parts[0].target
@@ -121,10 +132,9 @@ class CsvDataset(Dataset):
             if bad:
                 refuse_rows(np.concatenate(bad), name, shards, "feature")
         column = pa.chunked_array([chunk for part in parts for chunk in part.text], type=pa.string())
-        blocks = [block for part in parts for block in part.blocks]
-        del parts[:]  # each block is freed once it is copied into the one matrix
-        X = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
-        del blocks
+        del parts[:]
+        X = into.matrix(len(features))
+        del into
         text, numeric = text_target(column)
         where = f"{path}: column {target!r}"
         if p.task == "regression" or (p.task == "auto" and numeric):

@@ -178,8 +178,60 @@ def check_line_lengths(path: Path) -> None:
                 )
 
 
+def line_count(path: Path) -> int:
+    """The number of lines in a file (a last line without its newline counted too), 4 MiB of the map at a time
+    (0.06 s for 230 MB: a quarter of `bytes.count`'s time)."""
+    import mmap
+
+    try:
+        with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            data = np.frombuffer(mm, dtype=np.uint8)
+            lines = sum(int(np.count_nonzero(data[i : i + (1 << 22)] == 10)) for i in range(0, len(data), 1 << 22))
+            lines += int(data[-1] != 10)
+            del data  # the map closes only once no array looks into it
+    except (OSError, ValueError):  # an empty file (nothing to map), or one that cannot be read: Arrow says why
+        return 0
+    return lines
+
+
+class FeatureRows:
+    """The features of a CSV table (or its shards) as one column-major matrix of `dtype`, filled batch by batch.
+
+    It is made for `capacity` rows (the files' lines, less the header: the rows, unless a row spans lines or
+    lines are blank), its pages touched only as rows are written. `matrix()` is it when the rows filled it; for
+    fewer rows, each column is moved down in place to make a column-major matrix of just the rows; rows beyond
+    the capacity (lines ended by a lone carriage return) grow it. Peak memory: the features in `dtype`, plus a
+    record batch (not the batches, then their concatenation).
+    """
+
+    def __init__(self, capacity: int, dtype: Any) -> None:
+        self.capacity, self.dtype, self.rows = max(capacity, 0), np.dtype(dtype), 0
+        self.X: np.ndarray | None = None
+
+    def reserve(self, n: int, width: int) -> np.ndarray:
+        """The matrix, with room for `n` rows more."""
+        if self.X is None:
+            self.X = np.empty((max(self.capacity, n), width), dtype=self.dtype, order="F")
+        elif self.rows + n > len(self.X):
+            grown = np.empty((max(2 * len(self.X), self.rows + n), width), dtype=self.dtype, order="F")
+            grown[: self.rows] = self.X[: self.rows]
+            self.X = grown
+        return self.X
+
+    def matrix(self, width: int) -> np.ndarray:
+        X, n = self.X, self.rows
+        if X is None:
+            return np.empty((0, width), dtype=self.dtype, order="F")
+        if len(X) == n:
+            return X
+        flat, capacity = X.reshape(-1, order="F"), len(X)  # a view: column j is flat[j * capacity:][:capacity]
+        for j in range(1, width):
+            flat[j * n : (j + 1) * n] = flat[j * capacity : j * capacity + n]  # numpy copies overlapping parts right
+        return flat[: n * width].reshape((n, width), order="F")
+
+
 class CsvPart:
-    """One CSV file read by Arrow: the feature rows as blocks of `dtype`, the target as Arrow text arrays.
+    """One CSV file read by Arrow: its feature rows written into `FeatureRows`, the target as Arrow text arrays.
 
     `bad` maps a feature's index to the rows (0-based, within the file) whose value is missing, NaN or infinite,
     found on the float64 values before the cast, so a value out of float32's range is not mistaken for one.
@@ -187,19 +239,18 @@ class CsvPart:
 
     def __init__(self, features: list[str], target: str) -> None:
         self.features, self.target = features, target
-        self.blocks: list[np.ndarray] = []
         self.text: list[Any] = []
         self.bad: dict[int, list[np.ndarray]] = {}
         self.rows = 0
 
 
 def read_csv_part(
-    path: Path, delimiter: str, header: bool, target: str | None, features: list[str] | None, dtype: Any
+    path: Path, delimiter: str, header: bool, target: str | None, features: list[str] | None, into: FeatureRows
 ) -> CsvPart:
     """The chosen columns of a CSV file, streamed by Arrow (`open_csv`, parsing ahead on its threads).
 
-    Each record batch's features (parsed as float64) are copied into one block and cast to `dtype` at once, so
-    the float64 table is never whole in memory: the file costs its features in `dtype`, plus a batch.
+    Each record batch's features (parsed as float64) are cast into the rows of `into` that follow the earlier
+    batches', one column at a time, so the float64 table is never whole in memory, nor the batches together.
     """
     import pyarrow as pa
     import pyarrow.csv as pacsv
@@ -219,7 +270,6 @@ def read_csv_part(
     types = {arrow_of[name]: pa.float64() for name in chosen}
     types[arrow_of[target]] = pa.string()
     part = CsvPart(chosen, target)
-    dtype = np.dtype(dtype)
     try:
         reader = pacsv.open_csv(
             path,
@@ -235,45 +285,26 @@ def read_csv_part(
         position = {name: reader.schema.get_field_index(arrow_of[name]) for name in chosen}
         target_at = reader.schema.get_field_index(arrow_of[target])
         for batch in reader:
-            part.rows += add_batch(part, batch, [position[n] for n in chosen], target_at, dtype)
+            part.rows += add_batch(part, batch, [position[n] for n in chosen], target_at, into)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError):
         raise ArrowRefused from None
     return part
 
 
-def add_batch(part: CsvPart, batch: Any, positions: list[int], target_at: int, dtype: np.dtype[Any]) -> int:
-    """Append one record batch to `part`: its features as one `dtype` block, its target text; its row count."""
+def add_batch(part: CsvPart, batch: Any, positions: list[int], target_at: int, into: FeatureRows) -> int:
+    """Cast one record batch's features into the next rows of `into`, keep its target text; its row count."""
     n = batch.num_rows
-    block = np.empty((n, len(positions)), dtype=np.float64, order="F")
+    X, start = into.reserve(n, len(positions)), into.rows
     for j, at in enumerate(positions):
-        block[:, j] = batch.column(at).to_numpy(zero_copy_only=False)  # a null is NaN
-    finite = np.isfinite(block)
-    if not finite.all():
-        for j in np.flatnonzero(~finite.all(axis=0)):
-            part.bad.setdefault(int(j), []).append(np.flatnonzero(~finite[:, j]) + part.rows)
-    with np.errstate(over="ignore"):  # a float64 beyond float32's range is inf, as a later cast makes it
-        part.blocks.append(block if dtype == np.float64 else block.astype(dtype))
+        values = batch.column(at).to_numpy(zero_copy_only=False)  # float64; a null is NaN
+        finite = np.isfinite(values)
+        if not finite.all():
+            part.bad.setdefault(j, []).append(np.flatnonzero(~finite) + part.rows)
+        with np.errstate(over="ignore"):  # a float64 beyond float32's range is inf, as a later cast makes it
+            X[start : start + n, j] = values
+    into.rows += n
     part.text.append(batch.column(target_at))
     return int(n)
-
-
-def float_matrix(table: Any, names: list[str], dtype: Any = np.float64) -> np.ndarray:
-    """The named numeric columns as one (rows, columns) array of `dtype` (nulls: NaN), each Arrow chunk cast to
-    float64 and then to `dtype` (the bits of a float64 table cast later), one chunk at a time.
-
-    Column-major, so that each Arrow chunk is one contiguous copy (no concatenated temporary); the split in
-    `framework.data.prepare` gathers the rows into row-major arrays anyway.
-    """
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    X = np.empty((table.num_rows, len(names)), dtype=dtype, order="F")
-    for j, name in enumerate(names):
-        start = 0
-        for chunk in table.column(name).chunks:
-            X[start : start + len(chunk), j] = pc.cast(chunk, pa.float64()).to_numpy(zero_copy_only=False)
-            start += len(chunk)
-    return X
 
 
 def text_target(column: Any) -> tuple[Any, bool]:
