@@ -76,7 +76,7 @@ def split_indices(
     """Train and validation indices, sorted; stratified by `labels` when given (each class keeps its share).
 
     int32 below 2**31 rows (`index_dtype`): 4 bytes a row, not 8. The permutation of an int32 `arange` is the
-    one `rng.permutation(n)` gives, from the same draws (tests/framework/test_mapped.py checks it)."""
+    one `rng.permutation(n)` gives, from the same draws (tests/framework/test_mapped_memory.py checks it)."""
     itype = index_dtype(n)
     if fraction <= 0:
         return np.arange(n, dtype=itype), np.arange(0, dtype=itype)

@@ -101,8 +101,10 @@ class MappedRows:
     def __init__(
         self, source: Any, index: Array | None, dtype: np.dtype[Any], scaler: Standardizer | None = None
     ) -> None:
-        if index is not None and not np.issubdtype(np.asarray(index).dtype, np.integer):
-            index = np.asarray(index, dtype=np.intp)  # an empty split's float arange
+        if index is not None:
+            index = np.asarray(index)
+            if index.dtype.kind not in "iu":  # (an empty list is float64)
+                index = index.astype(np.intp)
         self.source, self.index, self.dtype, self.scaler = source, index, dtype, scaler
 
     @property
