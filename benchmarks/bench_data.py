@@ -3,9 +3,10 @@
 For each size (rows x 20 float features + a target) a CSV and an .npy file are generated once, then each
 measurement runs in a fresh process (so peak memory, ru_maxrss, is its own), `--rounds` times, alternating:
 
-- `csv`: backprop's `csv` dataset load; `arrow`: `pyarrow.csv.read_csv` plus the conversion to one numpy array.
-- `parquet`: backprop's `parquet` dataset load; `feather-mapped`: the `feather` dataset with `in_memory = false`
-  (an uncompressed file, its columns left in the map).
+- `csv`: backprop's `csv` dataset load (features as float64, the dataset's default; `csv-f32`: as float32, as a
+  float32 experiment loads them); `arrow`: `pyarrow.csv.read_csv` plus the conversion to one numpy array.
+- `parquet` / `parquet-f32`: backprop's `parquet` dataset load, likewise; `feather-mapped`: the `feather` dataset
+  with `in_memory = false` (an uncompressed file, its columns left in the map).
 - `npy-mapped` / `npy-read`: the `npz` dataset with `in_memory = false` / `true`; `numpy`: `numpy.load`.
 - `epoch-mapped` / `epoch-read` / `epoch-feather`: one epoch of a 20-16-1 relu network (SGD, batch 256, MSE)
   on the .npy mapped or read, or on the mapped Feather file; `epoch-floor`: the same epoch by the hand-written
@@ -67,10 +68,11 @@ if what == "arrow":
         X[:, j] = column.to_numpy()
 elif what == "numpy":
     X = np.load(path)
-elif what == "csv":
-    CsvDataset(path=path).load(np.random.default_rng(0))
-elif what == "parquet":
-    ParquetDataset(path=path).load(np.random.default_rng(0))
+elif what in ("csv", "csv-f32", "parquet", "parquet-f32"):
+    dataset = (CsvDataset if what.startswith("csv") else ParquetDataset)(path=path)
+    if what.endswith("-f32"):
+        dataset.dtype = np.dtype(np.float32)  # as a float32 experiment loads it (framework.build)
+    dataset.load(np.random.default_rng(0))
 elif what == "feather-mapped":
     FeatherDataset(path=path, in_memory=False).load(np.random.default_rng(0))
 elif what.startswith("npy"):
@@ -99,8 +101,8 @@ print(json.dumps({"s": seconds, "rss_mb": rss, "anon_mb": peak_anon[0] / 1024}))
 """
 
 KINDS = {
-    "csv": ("csv", "arrow"),
-    "parquet": ("parquet",),
+    "csv": ("csv", "csv-f32", "arrow"),
+    "parquet": ("parquet", "parquet-f32"),
     "feather": ("feather-mapped", "epoch-feather"),
     "npy": ("npy-mapped", "npy-read", "numpy", "epoch-mapped", "epoch-read", "epoch-floor"),
 }
