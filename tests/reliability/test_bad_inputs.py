@@ -38,7 +38,9 @@ def write_files(root: Path, files: dict[str, str | bytes]) -> None:
 
 
 def listing(root: Path) -> list[str]:
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+    """Every file and folder under `root`; Python's own bytecode cache of an imported plugin file aside (it is
+    written wherever PYTHONDONTWRITEBYTECODE is unset, and is no file of backprop's)."""
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if "__pycache__" not in p.parts)
 
 
 def arguments(case: Case) -> list[str]:
