@@ -228,11 +228,16 @@ def test_a_server_down_at_the_start_is_one_line_exit_2_in_seconds(tmp_path: Path
 
 SLOW_EPOCHS = """\
 import time
+from pathlib import Path
 from framework import hookimpl
 
 @hookimpl
 def after_epoch(epoch):
-    time.sleep(0.3)  # epochs long enough for the server to die in the middle of the run
+    time.sleep(0.3)  # epochs long enough for the sender's first batch (2 s in) to reach the server
+    if epoch == 9:  # then wait for the test to kill the server: epochs 10 and 11 are surely logged after it
+        deadline = time.monotonic() + 60
+        while not Path("server_killed").exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
 """
 
 
@@ -261,6 +266,7 @@ def test_a_server_killed_mid_run_loses_nothing(tmp_path: Path) -> None:
 
         run_id = wait_until(two_epochs, process, "two epochs on the server")
         server.kill()
+        (root / "server_killed").touch()
         code, out, err = finish(process)
     finally:
         server.stop()
