@@ -32,6 +32,7 @@ import logging
 import re
 import shutil
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -144,14 +145,19 @@ def data_fingerprint(trainer: Trainer) -> str:
             if split is not None:
                 for array in (split.X, split.targets):
                     digest.update(str(array.shape).encode())
-                    if hasattr(array, "chunks"):  # memory-mapped rows: hashed a chunk at a time, the same bytes
-                        for chunk in array.chunks():
-                            digest.update(chunk.tobytes())
-                    else:
-                        digest.update(np.ascontiguousarray(array).tobytes())
+                    # A chunk of rows at a time: the same bytes as the whole array's, without a copy of it
+                    # (the targets of a mapped file are a strided column of the map).
+                    chunks = array.chunks() if hasattr(array, "chunks") else _row_chunks(array)
+                    for chunk in chunks:
+                        digest.update(chunk.tobytes())
         cached = digest.hexdigest()
         trainer._data_fingerprint = cached  # type: ignore[attr-defined]
     return cached
+
+
+def _row_chunks(array: Array, rows: int = 1 << 16) -> Iterator[Array]:
+    for start in range(0, len(array), rows):
+        yield np.ascontiguousarray(array[start : start + rows])
 
 
 def _config_of(trainer: Trainer) -> dict[str, Any]:

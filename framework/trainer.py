@@ -51,6 +51,18 @@ class Split:
     def __len__(self) -> int:
         return len(self.X)
 
+    def targets_are_y(self) -> bool:
+        """Whether `targets` is `y` as one column, the same numbers in the same memory (a regression loss's
+        targets in y's own dtype are a view of it): one shuffled copy per epoch then serves both."""
+        t, y = self.targets, self.y
+        return (
+            t.ndim == 2
+            and t.shape == (len(y), 1)
+            and t.dtype == y.dtype
+            and t.__array_interface__["data"][0] == y.__array_interface__["data"][0]
+            and (len(y) < 2 or t.strides[0] == y.strides[0])
+        )
+
 
 class Trainer:
     """Runs the loop for one experiment; plugins see it as the `trainer` argument of every event hook."""
@@ -329,16 +341,34 @@ class Trainer:
         plan = self._plan
         if plan is None or plan[0] is not hooks or (step is not None and plan[1] is not step):
             plan = self._plan = self._epoch_plan(hooks, step)
-        _, step_fn, shuffle, params, grads, outputs, bs, before_batch, after_backward, after_step, after_batch = plan
+        (
+            _,
+            step_fn,
+            shuffle,
+            same_y,
+            params,
+            grads,
+            outputs,
+            bs,
+            before_batch,
+            after_backward,
+            after_step,
+            after_batch,
+        ) = plan
         train = self.train
         if shuffle:
             if shuffle is True:
                 perm = self.rng.permutation(len(outputs))
+                # One copy each. take(axis=0) gathers the same rows as X[perm], 2-4 times faster on 2-D arrays
+                # (W1's 4 x 3: 0.26 µs against 0.94; W5's 20000 x 20: 72 µs against 274; numpy 2.4).
+                X, T = train.X.take(perm, axis=0), train.targets.take(perm, axis=0)
+                y = T[:, 0] if same_y else train.y.take(perm, axis=0)
             else:  # mapped rows: permutation(n)'s order and draws, in int32 (shuffle: the dtype); no rows read
                 self.rng.shuffle(perm := np.arange(len(outputs), dtype=shuffle))
-            # One copy each. take(axis=0) gathers the same rows as X[perm], 2-4 times faster on 2-D arrays
-            # (W1's 4 x 3: 0.26 µs against 0.94; W5's 20000 x 20: 72 µs against 274; numpy 2.4).
-            X, T, y = train.X.take(perm, axis=0), train.targets.take(perm, axis=0), train.y.take(perm, axis=0)
+                # Indexing, not take: take would first copy an int32 index to intp and a strided column (the
+                # targets left in a mapped file) to a contiguous one, 12 bytes a row more at this moment.
+                X, T = train.X.take(perm), train.targets[perm]
+                y = T[:, 0] if same_y else train.y[perm]
             del perm  # (mapped rows: X's index is the only one left, 4 bytes a row, freed before the metrics)
         else:
             X, T, y = train.X, train.targets, train.y
@@ -398,6 +428,7 @@ class Trainer:
             hooks,
             step if step is not None else self._make_step(),
             shuffle,
+            self.train.targets_are_y(),
             params,
             grads,
             self._outputs_buffer(len(self.train)),

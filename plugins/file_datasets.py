@@ -297,9 +297,12 @@ class NpzDataset(Dataset):
             raise DataError(f"data.feature_names: {len(names)} names for features of shape {X.shape}")
         integer = np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.bool_)
         labels = not np.issubdtype(y.dtype, np.number) and not np.issubdtype(y.dtype, np.bool_)
-        n_labels = len(np.unique(y)) if y.ndim == 1 else 0
-        task = self.params.task if self.params.task != "auto" else _task_of("auto", n_labels, not (integer or labels))
+        numeric = not (integer or labels)
+        n_labels = len(np.unique(y)) if y.ndim == 1 and not numeric and self.params.task == "auto" else 0
+        task = self.params.task if self.params.task != "auto" else _task_of("auto", n_labels, numeric)
         if task == "regression":
+            if mapped and np.issubdtype(y.dtype, np.floating):  # left in the file, exact in its own dtype
+                return DataBundle(X, y, "regression", names)
             return DataBundle(X, np.asarray(y, dtype=np.float64), "regression", names)
         codes, target_names = encode_labels(y.reshape(-1), self.params.classes, f"{path}: targets")
         _check_binary(task, target_names, f"{path}: targets")
@@ -316,8 +319,8 @@ class NpzDataset(Dataset):
         if isinstance(loaded, np.ndarray):
             if loaded.ndim != 2 or loaded.shape[1] < 2:
                 raise DataError(f"{path}: an .npy dataset is a 2-D array with the target in the last column")
-            if mapped:  # the features stay in the file
-                return NpyRows(loaded, loaded.shape[1] - 1), np.array(loaded[:, -1])
+            if mapped:  # the features stay in the file, and so do the targets (read when a batch needs them)
+                return NpyRows(loaded, loaded.shape[1] - 1), loaded[:, -1]
             return loaded[:, :-1], loaded[:, -1]
         with loaded:
             missing = [k for k in (self.params.x_key, self.params.y_key) if k not in loaded.files]

@@ -2,28 +2,47 @@
 
 `y_true` holds the dataset's targets, shape (n,) or (n, k); `y_pred` the model's predictions in the targets'
 own units, shape (n, k). Scores of several outputs are averaged over the outputs (scikit-learn's
-`multioutput="uniform_average"`).
+`multioutput="uniform_average"`). Each is a sum (or two) over the rows, computed in float64 a chunk of rows at
+a time (`CHUNK_ROWS`), so that a metric of a huge epoch holds no float64 copy of it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import ClassVar
 
 import numpy as np
 
 from framework.components import Array, Direction, Metric, Task
 
+CHUNK_ROWS = 1 << 16
+"""Rows converted to float64 at a time. A 25-million-row epoch (a memory-mapped file) then holds a few MB of
+temporaries, not four float64 copies of its targets and predictions (800 MB each)."""
+
 
 def _as_columns(name: str, y_true: Array, y_pred: Array) -> tuple[Array, Array]:
-    """Both arrays as float64 (n, k), with the same shape, or a ValueError naming the metric."""
-    t = np.asarray(y_true, dtype=np.float64)
-    p = np.asarray(y_pred, dtype=np.float64)
+    """Both arrays as (n, k) views with the same shape, not yet converted, or a ValueError naming the metric."""
+    t, p = np.asarray(y_true), np.asarray(y_pred)
     t, p = t.reshape(len(t), -1), p.reshape(len(p), -1)
     if t.shape != p.shape:
         raise ValueError(f"{name}: y_true {np.shape(y_true)} and y_pred {np.shape(y_pred)} do not match")
     if len(t) == 0:
         raise ValueError(f"{name}: no samples")
     return t, p
+
+
+def _column_sums(term: Callable[[Array, Array], Array], t: Array, p: Array) -> Array:
+    """Σ over the rows of term(t, p) per output, in float64, CHUNK_ROWS rows at a time (see CHUNK_ROWS)."""
+    total = np.zeros(t.shape[1])
+    for start in range(0, len(t), CHUNK_ROWS):
+        chunk = slice(start, start + CHUNK_ROWS)
+        total += np.sum(term(t[chunk].astype(np.float64), p[chunk].astype(np.float64)), axis=0)
+    return total
+
+
+def _means(term: Callable[[Array, Array], Array], t: Array, p: Array) -> Array:
+    """The mean over the rows of term(t, p) per output (float64, in chunks)."""
+    return _column_sums(term, t, p) / len(t)
 
 
 def _one_minus_ratio(numerator: Array, denominator: Array) -> Array:
@@ -43,7 +62,7 @@ class MAE(Metric):
 
     def __call__(self, y_true: Array, y_pred: Array) -> float:
         t, p = _as_columns(self.name, y_true, y_pred)
-        return float(np.mean(np.abs(t - p)))
+        return float(np.mean(_means(lambda t, p: np.abs(t - p), t, p)))
 
 
 class RMSE(Metric):
@@ -55,7 +74,7 @@ class RMSE(Metric):
 
     def __call__(self, y_true: Array, y_pred: Array) -> float:
         t, p = _as_columns(self.name, y_true, y_pred)
-        return float(np.mean(np.sqrt(np.mean((t - p) ** 2, axis=0))))
+        return float(np.mean(np.sqrt(_means(lambda t, p: (t - p) ** 2, t, p))))
 
 
 MAPE_EPSILON = 1e-7
@@ -76,7 +95,8 @@ class MAPE(Metric):
 
     def __call__(self, y_true: Array, y_pred: Array) -> float:
         t, p = _as_columns(self.name, y_true, y_pred)
-        return float(100.0 * np.mean(np.abs(t - p) / np.maximum(np.abs(t), MAPE_EPSILON)))
+        percent = _means(lambda t, p: np.abs(t - p) / np.maximum(np.abs(t), MAPE_EPSILON), t, p)
+        return float(100.0 * np.mean(percent))
 
 
 class R2(Metric):
@@ -94,8 +114,9 @@ class R2(Metric):
         t, p = _as_columns(self.name, y_true, y_pred)
         if len(t) < 2:
             return float("nan")
-        ss_res = np.sum((t - p) ** 2, axis=0)  # per output
-        ss_tot = np.sum((t - t.mean(axis=0)) ** 2, axis=0)
+        ss_res = _column_sums(lambda t, p: (t - p) ** 2, t, p)  # per output
+        mean = _means(lambda t, p: t, t, p)
+        ss_tot = _column_sums(lambda t, p: (t - mean) ** 2, t, p)
         return float(np.mean(_one_minus_ratio(ss_res, ss_tot)))
 
 
@@ -116,8 +137,9 @@ class ExplainedVariance(Metric):
         t, p = _as_columns(self.name, y_true, y_pred)
         if len(t) < 2:
             return float("nan")
-        residual_variance = np.var(t - p, axis=0)  # per output, both with the same 1/n
-        target_variance = np.var(t, axis=0)
+        mean_residual, mean = _means(lambda t, p: t - p, t, p), _means(lambda t, p: t, t, p)
+        residual_variance = _means(lambda t, p: (t - p - mean_residual) ** 2, t, p)  # per output, both 1/n
+        target_variance = _means(lambda t, p: (t - mean) ** 2, t, p)
         return float(np.mean(_one_minus_ratio(residual_variance, target_variance)))
 
 

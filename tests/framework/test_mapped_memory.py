@@ -93,7 +93,43 @@ def test_a_mapped_run_on_every_row_holds_no_index_and_trains_like_the_in_memory_
     run = prepare_run(every_row(False), track=False)
     train = run.trainer.train
     assert isinstance(train.X, MappedRows) and train.X.index is None
-    assert train.y is run.trainer.dataset.y  # type: ignore[attr-defined]  # the targets are not copied
+    # The targets stay in the file too: y is the map's last column, and the loss's targets are y itself.
+    assert isinstance(run.trainer.dataset.y, np.memmap)  # type: ignore[attr-defined]
+    assert np.shares_memory(train.y, run.trainer.dataset.y)  # type: ignore[attr-defined]
+    assert np.shares_memory(train.targets, train.y) and train.targets_are_y()
     whole = np.load(tmp_path / "d.npy")
-    np.testing.assert_array_equal(train.y, whole[:, -1].astype(np.float64))
+    np.testing.assert_array_equal(train.y, whole[:, -1])
+    assert train.y.dtype == whole.dtype  # float32, as in the file: exact, and metrics compute in float64
     assert_same(fit(every_row(True)), fit(every_row(False)))
+
+
+def test_the_data_fingerprint_hashes_the_whole_arrays_bytes_a_chunk_at_a_time(tmp_path: Path) -> None:
+    import hashlib
+
+    from framework.checkpoint import _row_chunks, data_fingerprint
+
+    write_npy(tmp_path / "d.npy")
+    matrix = np.load(tmp_path / "d.npy", mmap_mode="r")
+    column = matrix[:, -1:]  # strided, as the targets of a mapped file are
+    assert b"".join(chunk.tobytes() for chunk in _row_chunks(column, rows=7)) == np.array(column).tobytes()
+    for in_memory in (True, False):
+        trainer = prepare_run(Experiment.from_dict(config(tmp_path / "d.npy", in_memory, True)), track=False).trainer
+        digest = hashlib.sha256()  # the fingerprint as first written: shape, then all the bytes at once
+        for split in (trainer.train, trainer.val):
+            for array in (np.asarray(split.X), split.targets):
+                digest.update(str(array.shape).encode())
+                digest.update(np.ascontiguousarray(array).tobytes())
+        assert data_fingerprint(trainer) == digest.hexdigest()
+
+
+def test_targets_are_y_only_when_they_are_the_same_numbers_in_the_same_memory() -> None:
+    from framework.trainer import Split
+
+    y32 = np.arange(5, dtype=np.float32)
+    assert Split(np.zeros((5, 2)), y32.reshape(5, 1), y32).targets_are_y()
+    assert not Split(np.zeros((5, 2)), y32.reshape(5, 1).copy(), y32).targets_are_y()  # equal, not shared
+    assert not Split(np.zeros((5, 2)), y32.reshape(5, 1), y32.astype(np.float64)).targets_are_y()
+    matrix = np.arange(15, dtype=np.float32).reshape(5, 3)
+    assert Split(matrix[:, :2], matrix[:, 2:], matrix[:, 2]).targets_are_y()  # a strided column, both ways
+    assert not Split(matrix[:, :2], matrix[:, 1:2], matrix[:, 2]).targets_are_y()
+    assert not Split(matrix[:, :1], matrix[:, 1:], matrix[:, 1]).targets_are_y()  # two columns of targets
