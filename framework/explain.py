@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from framework.components import Array, Layer
+from framework.dispatch import EventDispatcher
 from framework.errors import UserError
 from framework.trainer import Trainer
 
@@ -100,24 +101,36 @@ def select(trainer: Trainer, batch: int, samples: list[int] | None) -> list[int]
 
 def train_steps(trainer: Trainer, steps: int) -> None:
     """Take the first `steps` steps of training as `Trainer.fit` takes them (the same order of batches, shuffled
-    per epoch with the run's generator when `training.shuffle`), without callbacks (schedules do not run)."""
+    per epoch with the run's generator when `training.shuffle`), then start the epoch of the next step.
+
+    The callbacks' `before_fit` and `before_epoch` run as in `fit`, so a schedule or warm-up sets the rate each
+    epoch trains with (and the explained step is taken with its epoch's rate). The epoch-end hooks do not run
+    (`after_epoch`, `should_stop`: they need the epoch's metrics), so `reduce_on_plateau` and early stopping
+    never act, nor do the per-batch hooks."""
+    hooks = EventDispatcher(trainer.host.pm)
+    hooks.call("before_fit", trainer=trainer)
     step, (params, grads) = trainer._make_step(), trainer._step_arrays()
     model, loss, train, bs = trainer.model, trainer.loss, trainer.train, trainer.batch_size
+    per_epoch = batches(trainer)
     done = 0
     with np.errstate(all="ignore"):
-        while done < steps:
+        while True:
+            trainer.epoch = done // per_epoch
+            hooks.call("before_epoch", trainer=trainer, epoch=trainer.epoch)
+            if done == steps:
+                return
             if trainer.experiment.training.shuffle:
                 perm = trainer.rng.permutation(len(train))
                 X, T = train.X.take(perm, axis=0), train.targets.take(perm, axis=0)
             else:
                 X, T = train.X, train.targets
             for start in range(0, len(train), bs):
-                if done == steps:
-                    break
                 model.backward(loss.gradient(model.forward(X[start : start + bs], True), T[start : start + bs]))
                 step(params, grads)
                 done += 1
                 trainer.step += 1
+                if done == steps and done % per_epoch:
+                    return  # inside an epoch: its rate is set
 
 
 def explain(trainer: Trainer, batch: int = 0, samples: list[int] | None = None, steps: int = 0) -> Explanation:

@@ -131,3 +131,17 @@ def test_a_config_that_does_not_build_exits_2(tmp_path: Path) -> None:
     bad.write_text(SEED.read_text().replace("y = [[1], [0]]", "y = [[1]]"))
     result = CliRunner().invoke(app, ["explain", str(bad)])
     assert result.exit_code == 2 and "data.y: 1 targets for 2 rows of data.x" in result.output
+
+
+def test_step_k_follows_the_runs_learning_rate_schedule() -> None:
+    from framework import Experiment, fit
+
+    schedule = "callbacks.step_lr={step_size = 1, gamma = 0.5}"  # lr 0.5, 0.25, 0.125, then 0.0625 at step 3
+    trained = fit(Experiment.from_file(SEED, [schedule, "training.epochs=3"]), track=False)
+    assert trained.history.metrics["lr"] == [0.5, 0.25, 0.125]
+    doc = explain_json("--step", "3", "--set", schedule)
+    got = values(doc)
+    for name, p in zip(["w1", "b1", "w2", "b2"], trained.model.parameters(), strict=True):
+        np.testing.assert_allclose(got[name], p, rtol=1e-12, err_msg=name)
+    assert doc["lr"] == 0.0625  # the explained step is taken with its own epoch's rate
+    np.testing.assert_allclose(got["update_b2"], -0.0625 * got["deriv_b2"], rtol=1e-12)
