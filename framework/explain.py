@@ -182,7 +182,7 @@ def explain(trainer: Trainer, batch: int = 0, samples: list[int] | None = None, 
         params, grads = trainer._step_arrays()
         trainer._make_step()(params, grads)
         for p, was, name in zip(model.parameters(), before, [n for ns in names for n in ns], strict=True):
-            out.add("update", f"update_{name}", p - was, f"{name} after the step − before ({trainer.optimizer.name})")
+            out.add("update", f"update_{name}", p - was, f"{name} after the step - before ({trainer.optimizer.name})")
         for layer, state in zip(model.layers, states, strict=True):
             layer.load_state_dict(state)
         for live, kept in zip(model.buffers(), buffers, strict=True):

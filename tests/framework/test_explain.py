@@ -145,3 +145,11 @@ def test_step_k_follows_the_runs_learning_rate_schedule() -> None:
         np.testing.assert_allclose(got[name], p, rtol=1e-12, err_msg=name)
     assert doc["lr"] == 0.0625  # the explained step is taken with its own epoch's rate
     np.testing.assert_allclose(got["update_b2"], -0.0625 * got["deriv_b2"], rtol=1e-12)
+
+
+@pytest.mark.parametrize("fmt", ["text", "markdown", "json"])
+def test_the_output_is_ascii(fmt: str) -> None:
+    """So that `backprop explain ... > notes.md` works where standard output is not UTF-8 (cp1252, latin-1)."""
+    result = CliRunner().invoke(app, ["explain", str(SEED), "--format", fmt])
+    assert result.exit_code == 0, result.output
+    assert result.output.isascii(), [c for c in result.output if not c.isascii()]
