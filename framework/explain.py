@@ -16,6 +16,7 @@ Names follow the lesson (counting layers from 1): `x`, `z1`, `a1`, ..., `output`
 from __future__ import annotations
 
 import copy
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -225,7 +226,7 @@ def format_value(value: Array, full: bool, digits: int = 6) -> str:
         return (
             f"mean {v.mean():.{digits}g}  std {v.std():.{digits}g}  min {v.min():.{digits}g}  max {v.max():.{digits}g}"
         )
-    with np.printoptions(precision=digits, suppress=False, floatmode="maxprec", linewidth=100):
+    with np.printoptions(precision=digits, suppress=False, floatmode="maxprec", linewidth=100, threshold=sys.maxsize):
         return np.array2string(value, separator=" ")
 
 

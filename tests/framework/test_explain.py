@@ -153,3 +153,13 @@ def test_the_output_is_ascii(fmt: str) -> None:
     result = CliRunner().invoke(app, ["explain", str(SEED), "--format", fmt])
     assert result.exit_code == 0, result.output
     assert result.output.isascii(), [c for c in result.output if not c.isascii()]
+
+
+def test_full_prints_every_number_of_a_large_array_in_text() -> None:
+    """numpy elides arrays of over 1000 numbers with '...' unless told not to; --full must not."""
+    digits = str(ROOT / "experiments" / "digits.toml")
+    result = CliRunner().invoke(app, ["explain", digits, "--samples", "0", "--full"])
+    assert result.exit_code == 0, result.output
+    assert "..." not in result.output
+    w1 = result.output.split("w1 (64x64)", 1)[1].split("\nb1 (", 1)[0].split("\n", 1)[1]
+    assert len(re.findall(r"-?\d+\.?\d*(?:e[-+]?\d+)?", w1)) == 64 * 64
