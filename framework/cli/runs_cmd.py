@@ -221,19 +221,19 @@ def compare(
             raise UserError("compare needs at least two run ids")
         client = store.client(store.tracking_uri())
         runs = [store.get_run(client, run_id) for run_id in run_ids]
-        key = metric or "val_loss"
+        drawn = metric or "val_loss"  # not `key`: the tables below loop over `key`
         if metric is not None and plot is None:
             raise UserError("--metric chooses what --plot draws: add --plot out.png")
         if plot is not None:
             if plot.suffix.lower() != ".png":
                 raise UserError(f"--plot {plot}: the picture is a PNG; give a path ending in .png")
             if metric is None and not all("val_loss" in r.data.metrics for r in runs):
-                key = "train_loss"
-            lacking = [r.info.run_id for r in runs if key not in r.data.metrics]
+                drawn = "train_loss"
+            lacking = [r.info.run_id for r in runs if drawn not in r.data.metrics]
             if lacking:
                 logged = sorted(set.intersection(*(set(r.data.metrics) for r in runs)))
                 raise UserError(
-                    f"--metric {key}: not logged by run {', '.join(lacking)}; every run has: "
+                    f"--metric {drawn}: not logged by run {', '.join(lacking)}; every run has: "
                     + (", ".join(logged) or "no metric in common")
                 )
         directions = _directions()
@@ -282,11 +282,11 @@ def compare(
             console.print("  ".join(f"{k}: {_fmt(lo)} (▁) .. {_fmt(hi)} (█)" for k, (lo, hi) in ranges.items()))
         if plot is not None:
             series = {
-                head.replace("\n", " "): _history(client, r.info.run_id, key)
+                head.replace("\n", " "): _history(client, r.info.run_id, drawn)
                 for r, head in zip(runs, heads, strict=True)
             }
-            overlay_png(series, key, plot)
-            console.print(f"{key} of {len(runs)} runs: {plot}")
+            overlay_png(series, drawn, plot)
+            console.print(f"{drawn} of {len(runs)} runs: {plot}")
 
 
 def overlay_png(series: dict[str, list[float]], key: str, path: Path) -> None:

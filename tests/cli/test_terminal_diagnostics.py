@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -130,6 +131,19 @@ def test_runs_compare_plots_a_metric_and_runs_show_lists_the_diagnostics(
 
     image = np.asarray(Image.open(out).convert("L"), dtype=float)
     assert image.shape == (480, 750) and image.std() > 10
+    from mlflow import MlflowClient
+
+    from framework.cli import runs_cmd
+
+    drawn: dict[str, Any] = {}  # the series --plot draws are the named metric's, not the last table's key
+    monkeypatch.setattr(runs_cmd, "overlay_png", lambda series, key, path: drawn.update(series=series, key=key))
+    family = "grad_norm/layer_0.dense"
+    compared = CliRunner().invoke(app, ["runs", "compare", *ids, "--plot", str(out), "--metric", family])
+    assert compared.exit_code == 0, compared.output
+    assert drawn["key"] == family and f"{family} of 2 runs" in compared.output
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    logged = [[m.value for m in sorted(client.get_metric_history(i, family), key=lambda m: m.step)] for i in ids]
+    assert list(drawn["series"].values()) == logged
     bad = CliRunner().invoke(app, ["runs", "compare", *ids, "--plot", str(out), "--metric", "val_loss"])
     assert bad.exit_code == 2
     assert bad.output.startswith(f"error: --metric val_loss: not logged by run {ids[0]}, {ids[1]}; every run has: ")
