@@ -107,9 +107,11 @@ def _report(result: Any, trainer: Any) -> None:
         console.print(f"run id: {result.run_id}")
         link = getattr(trainer, "run_link", None)
         if link:
-            where = (
-                "" if link.startswith(("http://127.0.0.1", "http://localhost")) is False else " (with `backprop ui`)"
-            )
+            from framework.cli import store
+
+            # A local store's link is where `backprop ui` serves it; a tracking server's (on this machine too) is
+            # the server's own UI.
+            where = "" if store.is_http(store.tracking_uri()) else " (with `backprop ui`)"
             console.print(f"view it: {link}{where}", soft_wrap=True, highlight=False)
     else:
         console.print("run id: (not tracked)")

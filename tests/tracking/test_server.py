@@ -135,6 +135,11 @@ def test_the_logged_config_reproduces_the_run(server: Server, tmp_path: Path) ->
     first = backprop("run", str(config), "-q", cwd=tmp_path, env=os.environ)
     assert first.returncode == 0, first.stderr
     first_id = run_id_of(first.stdout)
+    # The link it ends with: the run's page on the server's own UI (not `backprop ui`'s, though both are local).
+    (link,) = [line for line in first.stdout.splitlines() if line.startswith("view it: ")]
+    experiment_id = mlflow.MlflowClient().get_run(first_id).info.experiment_id
+    page = f"{server.url}/#/experiments/{experiment_id}/runs/{first_id}?workflowType=machine_learning"
+    assert link == f"view it: {page}", link
     logged = mlflow.artifacts.download_artifacts(
         run_id=first_id, artifact_path="config.json", dst_path=str(tmp_path / "dl")
     )
