@@ -161,7 +161,7 @@ def show(run_id: Annotated[str, typer.Argument(help="The MLflow run id (as `back
             ("started", _when(run.info.start_time)),
             ("duration", _duration(run)),
             ("stop reason", tags.get("backprop.stop_reason", "-")),
-            ("best epoch", tags.get("backprop.best_epoch", "-")),
+            ("best epoch", _epoch(tags.get("backprop.best_epoch"))),
             ("error", tags.get("backprop.error", "")),
             (
                 "git commit",
@@ -197,6 +197,11 @@ def show(run_id: Annotated[str, typer.Argument(help="The MLflow run id (as `back
         pictures = [Path(a.path).name for a in client.list_artifacts(run.info.run_id, "diagnostics")]
         if pictures:
             console.print("diagnostics/ (see docs/tracking.md): " + ", ".join(pictures))
+
+
+def _epoch(step: str | None) -> str:
+    """The best-epoch tag (an MLflow step, from 0) counted from 1, as the stop reason and the description count."""
+    return f"{int(step) + 1} (step {step})" if step is not None and step.isdigit() else (step or "-")
 
 
 @runs_app.command("compare")

@@ -112,6 +112,8 @@ def test_bad_plot_directories_and_metrics_are_refused(tmp_path: Path, monkeypatc
 def test_runs_compare_plots_a_metric_and_runs_show_lists_the_diagnostics(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from mlflow import MlflowClient
+
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     ids = []
@@ -122,6 +124,13 @@ def test_runs_compare_plots_a_metric_and_runs_show_lists_the_diagnostics(
     shown = CliRunner().invoke(app, ["runs", "show", ids[0]], env={"COLUMNS": "200"})
     assert shown.exit_code == 0, shown.output
     listed = next(line for line in shown.output.splitlines() if line.startswith("diagnostics/"))
+    step = (
+        MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+        .get_run(ids[0])
+        .data.tags["backprop.best_epoch"]
+    )
+    best = next(line for line in shown.output.splitlines() if line.strip().startswith("best epoch"))
+    assert best.split()[2:] == [str(int(step) + 1), "(step", f"{step})"]  # counted from 1, as the stop reason counts
     for name in ("confusion_matrix.png", "decision_surface.png", "gradient_flow.png", "roc.png"):
         assert name in listed
     out = tmp_path / "plots" / "loss.png"
@@ -131,8 +140,6 @@ def test_runs_compare_plots_a_metric_and_runs_show_lists_the_diagnostics(
 
     image = np.asarray(Image.open(out).convert("L"), dtype=float)
     assert image.shape == (480, 750) and image.std() > 10
-    from mlflow import MlflowClient
-
     from framework.cli import runs_cmd
 
     drawn: dict[str, Any] = {}  # the series --plot draws are the named metric's, not the last table's key
