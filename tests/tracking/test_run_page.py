@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 import shlex
@@ -75,6 +76,23 @@ def test_every_number_of_the_description_is_what_the_run_logged(tracked: tuple[A
     assert sum(int(r[4].replace(",", "")) for r in layers) == 64 * 64 + 64 + 64 * 10 + 10
     assert f"lr = {run.data.params['optimizer.lr']}" in note
     assert run.data.tags["backprop.stop_reason"] in note
+    # Each layer's parameter count from its units (the input width: digits' 64 pixels), and their total.
+    units = [64, *(int(r[2]) for r in layers)]
+    assert [int(r[4].replace(",", "")) for r in layers] == [a * b + b for a, b in itertools.pairwise(units)]
+    total = sum(a * b + b for a, b in itertools.pairwise(units))
+    assert f"**Model**: {total:,} parameters, 64 inputs." in note
+    # The loss's and the optimiser's params, each the logged param of that name.
+    for section in ("Loss", "Optimizer"):
+        line = next(x for x in note.splitlines() if f"**{section}**:" in x)
+        shown = dict(kv.split(" = ") for kv in line.split("(", 1)[1].rstrip(")").split(", "))
+        prefix = section.lower() + "."
+        assert shown and all(run.data.params[prefix + k] == v for k, v in shown.items()), (line, run.data.params)
+    # The split sizes: scikit-learn's digits, a stratified 20 % held out (each class rounded on its own).
+    from sklearn.datasets import load_digits
+
+    counts = np.unique(load_digits().target, return_counts=True)[1]
+    n_val = sum(round(c * float(run.data.params["data.validation_split"])) for c in counts)
+    assert f"{len(load_digits().target) - n_val} training and {n_val} validation samples, 10 classes" in note
 
 
 @pytest.mark.slow
