@@ -49,6 +49,8 @@ def ui(
             if run_id is not None:
                 found = store.get_run(store.client(uri), run_id)
                 target = run_url(uri.rstrip("/"), found.info.experiment_id, run_id)
+            elif experiments := _experiments(uri.rstrip("/")):  # the newest one's charts, as for a local store
+                target = experiment_url(uri.rstrip("/"), experiments[0]["experiment_id"])
             typer.echo(f"MLFLOW_TRACKING_URI is a tracking server with its own UI: open {target}")
             if open_browser:
                 _open(target)

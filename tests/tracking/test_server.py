@@ -140,6 +140,15 @@ def test_the_logged_config_reproduces_the_run(server: Server, tmp_path: Path) ->
     experiment_id = mlflow.MlflowClient().get_run(first_id).info.experiment_id
     page = f"{server.url}/#/experiments/{experiment_id}/runs/{first_id}?workflowType=machine_learning"
     assert link == f"view it: {page}", link
+    # `backprop ui` on a server starts nothing: it names the server's pages (the run's, the newest experiment's charts).
+    shown = backprop("ui", first_id, cwd=tmp_path, env=os.environ)
+    assert shown.returncode == 0 and shown.stdout.split()[-1] == page, shown.stdout + shown.stderr
+    charts = backprop("ui", cwd=tmp_path, env=os.environ)
+    newest = max(mlflow.MlflowClient().search_experiments(), key=lambda e: e.last_update_time)
+    chart_view = (
+        f"{server.url}/#/experiments/{newest.experiment_id}/runs?workflowType=machine_learning&compareRunsMode=CHART"
+    )
+    assert charts.returncode == 0 and charts.stdout.split()[-1] == chart_view, charts.stdout + charts.stderr
     logged = mlflow.artifacts.download_artifacts(
         run_id=first_id, artifact_path="config.json", dst_path=str(tmp_path / "dl")
     )
