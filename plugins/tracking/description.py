@@ -3,7 +3,7 @@
 It says, without opening an artifact: the model layer by layer, the loss and optimiser with their params, the
 data and its splits, the final and best value of every metric with their epochs, why the run stopped, how long
 it took, and the command that runs it again (`backprop run FILE --set ...`, the keys where the logged config
-differs from the file's own). `tests/tracking/test_description.py` parses it back and checks every number
+differs from the file's own). `tests/tracking/test_run_page.py` parses it back and checks every number
 against what the run logged, and runs the command again.
 """
 
