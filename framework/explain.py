@@ -158,7 +158,8 @@ def explain(trainer: Trainer, batch: int = 0, samples: list[int] | None = None, 
             a = layer.forward(a, True)
             z = layer.intermediates().get("z")
             if z is not None:
-                out.add("forward", f"z{i}", z, f"layer {i} ({layer.name}): pre-activation x @ W + b")
+                source = "x" if i == 1 else f"a{i - 1}"  # a layer's input is the layer before's output
+                out.add("forward", f"z{i}", z, f"layer {i} ({layer.name}): pre-activation {source} @ W + b")
             act = _activation(layer)
             out.add("forward", "output" if i == last else f"a{i}", a, f"layer {i} ({layer.name}) output {act}".rstrip())
         value = float(loss.value(a, tb))

@@ -163,3 +163,23 @@ def test_full_prints_every_number_of_a_large_array_in_text() -> None:
     assert "..." not in result.output
     w1 = result.output.split("w1 (64x64)", 1)[1].split("\nb1 (", 1)[0].split("\n", 1)[1]
     assert len(re.findall(r"-?\d+\.?\d*(?:e[-+]?\d+)?", w1)) == 64 * 64
+
+
+def test_each_z_line_names_the_layers_real_input(tmp_path: Path) -> None:
+    """Layer 1 computes x @ W + b; layer 2 computes a1 @ W + b, not x @ W + b; and so on down a deeper net."""
+    deep = tmp_path / "deep.toml"
+    deep.write_text(
+        SEED.read_text().replace(
+            '{ units = 4, activation = "tanh" },',
+            '{ units = 4, activation = "tanh" }, { units = 3, activation = "tanh" },',
+        )
+    )
+    result = CliRunner().invoke(app, ["explain", str(deep)])
+    assert result.exit_code == 0, result.output
+    z_lines = [line for line in result.output.splitlines() if re.match(r"z\d ", line)]
+    assert z_lines == [
+        "z1 (2x4)  layer 1 (dense): pre-activation x @ W + b",
+        "z2 (2x3)  layer 2 (dense): pre-activation a1 @ W + b",
+        "z3 (2x1)  layer 3 (dense): pre-activation a2 @ W + b",
+    ]
+
