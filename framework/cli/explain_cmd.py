@@ -35,7 +35,15 @@ def parse_rows(value: str | None, option: str = "--samples") -> list[int] | None
 
 def explain(
     config: Annotated[Path, typer.Argument(help="Experiment file (.toml, .yaml, .yml or .json).")],
-    batch: Annotated[int, typer.Option("--batch", help="Which batch of the training data, counting from 0.")] = 0,
+    batch: Annotated[
+        int,
+        typer.Option(
+            "--batch",
+            help="Which batch of the training split, counting from 0: batch_size rows each, cut from the "
+            "unshuffled split (the rows data.validation_split leaves, in the data's order), whatever "
+            "training.shuffle and --step say.",
+        ),
+    ] = 0,
     samples: Annotated[
         str | None, typer.Option("--samples", help="Rows of that batch to use, counting from 0, e.g. 0,1.")
     ] = None,

@@ -183,3 +183,14 @@ def test_each_z_line_names_the_layers_real_input(tmp_path: Path) -> None:
         "z3 (2x1)  layer 3 (dense): pre-activation a2 @ W + b",
     ]
 
+
+def test_batch_takes_rows_of_the_unshuffled_split_and_help_says_so() -> None:
+    """With training.shuffle and --step, --batch 1 is still row 1 of the data as written: the help must say so."""
+    doc = explain_json(
+        "--set", "training.batch_size=1", "--set", "training.shuffle=true", "--step", "3", "--batch", "1"
+    )
+    assert doc["rows"] == [1]
+    np.testing.assert_array_equal(values(doc)["x"], [[1.0, 0.0, 1.0]])  # seed.toml's second row of x
+    result = CliRunner().invoke(app, ["explain", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "unshuffled split" in " ".join(result.output.split())
