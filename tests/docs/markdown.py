@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 _FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^`]*?)[ \t]*$")
 
@@ -13,18 +13,30 @@ class MarkdownBlockError(AssertionError):
     """A ```python block of a Markdown page raised; the message names the page, block number and line."""
 
 
-def python_blocks(text: str) -> list[tuple[int, str]]:
-    """The ```python blocks of a Markdown text, in order, as (line number of the opening fence, code).
+class Block(NamedTuple):
+    """A fenced block: the line of its opening fence, its info string, its text, and the heading above it."""
 
-    Only fences whose info string is exactly `python` count; the content of every other fenced block is
-    skipped (so a ```python line shown inside a ```` markdown example is not code). Blocks indented inside
-    list items are dedented by their fence's indentation. An unclosed block is an error, not dropped.
+    line: int
+    info: str
+    text: str
+    heading: str
+
+
+def fenced_blocks(text: str) -> list[Block]:
+    """Every fenced block of a Markdown text, in order, with the last heading (`#` line) outside a block above it.
+
+    Blocks indented inside list items are dedented by their fence's indentation; the content of a block is never
+    parsed (so a ```python line shown inside a ```` markdown example is not a block). An unclosed block is an
+    error, not dropped.
     """
-    blocks: list[tuple[int, str]] = []
+    blocks: list[Block] = []
     lines = text.splitlines()
+    heading = ""
     i = 0
     while i < len(lines):
         match = _FENCE.match(lines[i])
+        if lines[i].startswith("#"):
+            heading = lines[i]
         i += 1
         if match is None:
             continue
@@ -38,9 +50,16 @@ def python_blocks(text: str) -> list[tuple[int, str]]:
         if i == len(lines):
             raise ValueError(f"line {start}: the {fence}{match['info']} block is never closed")
         i += 1  # the closing fence
-        if match["info"] == "python":
-            blocks.append((start, "\n".join(body) + "\n"))
+        blocks.append(Block(start, match["info"], "\n".join(body) + "\n", heading))
     return blocks
+
+
+def python_blocks(text: str) -> list[tuple[int, str]]:
+    """The ```python blocks of a Markdown text, in order, as (line number of the opening fence, code).
+
+    Only fences whose info string is exactly `python` count (see `fenced_blocks`).
+    """
+    return [(b.line, b.text) for b in fenced_blocks(text) if b.info == "python"]
 
 
 def run_markdown_python(path: str | Path) -> dict[str, Any]:
