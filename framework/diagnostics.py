@@ -46,6 +46,12 @@ SURFACE_PNG = "decision_surface.png"
 SURFACE_STEPS = 200  # grid points per axis of the decision surface
 
 
+TITLE: dict[str, Any] = {"y": 1.0}
+"""Keywords of every picture's title: a fixed height. Left to itself, matplotlib moves each title above the axes'
+top decorations, and measures every tick label of the axes once more to find them: a tenth of the drawing time.
+These axes have nothing at the top, so the pictures are the same, pixel for pixel."""
+
+
 def confusion_matrix(y_true: Array, y_pred: Array, classes: int) -> Array:
     """counts[i, j] = the number of samples of class i predicted as class j."""
     counts = np.zeros((classes, classes), dtype=np.int64)
@@ -207,7 +213,7 @@ def surface_png(options: dict[str, Any], arrays: dict[str, Array], path: Path) -
         figure.colorbar(image, ax=axes).set_label("target (target units): predicted behind, actual in the dots")
         axes.scatter(raw[:, 0], raw[:, 1], c=actual, cmap="viridis", vmin=low, vmax=high, edgecolors="white",
                      linewidths=0.6, s=30)  # fmt: skip
-        axes.set_title(f"Prediction surface, {which} data on top (colour: target units)", fontsize=10)
+        axes.set_title(f"Prediction surface, {which} data on top (colour: target units)", fontsize=10, **TITLE)
     else:
         truth = np.asarray(y, dtype=np.int64)
         if surface.shape[1] == 1:  # binary: the probability of class 1, and the 0.5 boundary
@@ -229,7 +235,7 @@ def surface_png(options: dict[str, Any], arrays: dict[str, Array], path: Path) -
                              linewidths=0.8, label=f"class {c}")  # fmt: skip
         axes.legend(fontsize="small", loc="best", framealpha=0.8)
         boundary = "black line: probability 0.5" if surface.shape[1] == 1 else "background: predicted class"
-        axes.set_title(f"Decision surface, {which} data on top ({boundary})", fontsize=10)
+        axes.set_title(f"Decision surface, {which} data on top ({boundary})", fontsize=10, **TITLE)
     axes.set(xlabel=labels[0], ylabel=labels[1], xlim=(xs[0], xs[-1]), ylim=(ys[0], ys[-1]))
     return _save(figure, path)
 
@@ -284,7 +290,7 @@ def classification_pictures(y: Array, proba: Array, which: str, directory: Path)
             axes.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=0.8, label="chance")
         axes.set(xlabel=labels[0], ylabel=labels[1], xlim=(0, 1), ylim=(0, 1.02))
         title = "ROC" if name == ROC_PNG else "Precision-recall"
-        axes.set_title(f"{title} on the {which} data ({'one-vs-rest' if k > 2 else 'binary'})")
+        axes.set_title(f"{title} on the {which} data ({'one-vs-rest' if k > 2 else 'binary'})", **TITLE)
         axes.legend(
             fontsize="small", ncol=2 if len(curves) > 5 else 1, loc="lower right" if name == ROC_PNG else "lower left"
         )
@@ -301,7 +307,7 @@ def _classes_png(stats: dict[str, Array], which: str, path: Path) -> Path:
         axes.bar(np.arange(k) + offset, stats[key], width, label=key)
     axes.set_xticks(range(k), [f"{c}\n(n={stats['support'][c]})" for c in range(k)], fontsize=8)
     axes.set(xlabel="class (support: samples of that class)", ylabel="score (0 to 1)", ylim=(0, 1.12))
-    axes.set_title(f"Per-class precision, recall and F1 ({which} data)")
+    axes.set_title(f"Per-class precision, recall and F1 ({which} data)", **TITLE)
     axes.legend(ncol=3, fontsize="small", loc="upper center")
     axes.grid(axis="y", alpha=0.3)
     return _save(figure, path)
@@ -315,9 +321,9 @@ def _confusion_png(counts: Array, which: str, path: Path) -> Path:
     figure, axes = _figure(7.2, 6.0)
     image = axes.imshow(share, cmap="Blues", vmin=0, vmax=1)
     bar = figure.colorbar(image, ax=axes, fraction=0.046)
-    bar.ax.set_title("share of\ntrue class", fontsize=8)
+    bar.ax.set_title("share of\ntrue class", fontsize=8, **TITLE)
     axes.set(xlabel="predicted class", ylabel="true class", xticks=range(k), yticks=range(k))
-    axes.set_title(f"Confusion matrix, counts ({which} data)")
+    axes.set_title(f"Confusion matrix, counts ({which} data)", **TITLE)
     if k <= 12:  # past that the numbers no longer fit their cells
         for i, j in zip(*np.nonzero(counts), strict=True):
             color = "white" if share[i, j] > 0.5 else "black"
@@ -335,21 +341,21 @@ def regression_pictures(y: Array, predicted: Array, which: str, directory: Path)
     low, high = float(min(actual.min(), guess.min())), float(max(actual.max(), guess.max()))
     axes.plot([low, high], [low, high], color="black", linewidth=1, label="identity (perfect prediction)")
     axes.set(xlabel="actual target (target units)", ylabel="predicted target (target units)")
-    axes.set_title(f"Predicted against actual ({which} data)")
+    axes.set_title(f"Predicted against actual ({which} data)", **TITLE)
     axes.legend()
     written.append(_save(figure, directory / PREDICTED_PNG))
     figure, axes = _figure()
     axes.scatter(guess.ravel(), residual.ravel(), s=8, alpha=0.5, label="samples")
     axes.axhline(0, color="black", linewidth=1, label="zero error")
     axes.set(xlabel="predicted target (target units)", ylabel="residual = actual - predicted (target units)")
-    axes.set_title(f"Residuals against prediction ({which} data)")
+    axes.set_title(f"Residuals against prediction ({which} data)", **TITLE)
     axes.legend()
     written.append(_save(figure, directory / RESIDUALS_PNG))
     figure, axes = _figure()
     axes.hist(residual.ravel(), bins=40, color="tab:blue", alpha=0.8, label=f"{residual.size} residuals")
     axes.axvline(0, color="black", linewidth=1, label="zero error")
     axes.set(xlabel="residual = actual - predicted (target units)", ylabel="number of samples")
-    axes.set_title(f"Residual histogram ({which} data)")
+    axes.set_title(f"Residual histogram ({which} data)", **TITLE)
     axes.legend()
     written.append(_save(figure, directory / HISTOGRAM_PNG))
     return written

@@ -237,6 +237,8 @@ def parameters_png(
     from matplotlib.colors import LogNorm, Normalize
     from matplotlib.figure import Figure
 
+    from framework.diagnostics import TITLE
+
     whole = [t for t in scored if t.status != "pruned"] or scored
     axes = parallel_axes(whole, keys, metric, log_keys)
     values = [float(t.metric or 0.0) for t in whole]  # scored: every metric is a finite number
@@ -275,6 +277,7 @@ def parameters_png(
             else ""
         ),
         fontsize=10,
+        **TITLE,
     )
     colorbar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=top, pad=0.01)
     colorbar.set_label(metric)

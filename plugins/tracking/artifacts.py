@@ -46,6 +46,8 @@ def curves_png(history: History, path: Path) -> Path | None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    from framework.diagnostics import TITLE
+
     epochs = [e + 1 for e in history.epochs]
     width = 4.2 * len(bases)
     fig = Figure(figsize=(width, 3.4), dpi=100)
@@ -65,7 +67,7 @@ def curves_png(history: History, path: Path) -> Path | None:
             base_label = f"{base} (log scale)"
         else:
             base_label = base
-        ax.set_title(base)
+        ax.set_title(base, **TITLE)
         ax.set_xlabel("epoch")
         ax.set_ylabel(base_label)
         ax.grid(alpha=0.3, which="both" if ax.get_yscale() == "log" else "major")

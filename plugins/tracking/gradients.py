@@ -74,6 +74,8 @@ def gradient_flow_png(stats: GradientStats, epochs: list[int], path: Any) -> Any
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    from framework.diagnostics import TITLE
+
     titles = {
         "grad_norm": "gradient norm ‖g‖ (last batch)",
         "weight_norm": "weight norm ‖w‖",
@@ -91,7 +93,7 @@ def gradient_flow_png(stats: GradientStats, epochs: list[int], path: Any) -> Any
             shown = [v if v > 0 and math.isfinite(v) else math.nan for v in values]
             ax.plot(x[-len(shown) :], shown, color=colour, marker="." if len(x) < 30 else None, label=name)
         ax.set_yscale("log")
-        ax.set_title(titles[family])
+        ax.set_title(titles[family], **TITLE)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3, which="both")
     axes[0].set_ylabel("value (log scale)")
