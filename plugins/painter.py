@@ -11,7 +11,8 @@ first figure (fonts, caches) on the other core while the run builds its model an
 the callback computes the numbers of each picture in its own process (predictions need the model:
 `framework.diagnostics.plan`), hands them over (`submit`), logs the model meanwhile, and collects the PNG files
 (`Pending.wait`). The painter draws them on both cores: it forks once per hand-over (matplotlib is imported
-by then, so the fork costs milliseconds) and each process draws about half (`split`). The run never imports
+by then, so the fork costs milliseconds) and each process draws about half (`split`), when a core was free
+since the last hand-over (`FORK_IDLE_CORES`; a parallel sweep keeps both busy, and there it draws alone). The run never imports
 matplotlib itself while a painter lives: a painter still starting is waited for, which is sooner than the run
 could import matplotlib. One painter serves every run of a process in turn (a sweep's worker runs many
 trials); it is stopped when the process exits.
@@ -48,6 +49,10 @@ READY = b"ready\n"
 COST = {"classification": 4.0, "regression": 3.0, "surface": 1.5}
 """What a job costs to draw, in pictures (others: 1): the painter's two processes take about half each."""
 CHILD = "import sys; sys.path.insert(0, sys.argv[1]); from plugins.painter import main; main()"
+FORK_IDLE_CORES = 0.5
+"""A hand-over is split with a fork only when the machine had at least this many cores idle since the last one:
+a fork draws on a free core, but its caches (text layouts, glyphs) are made anew each time, so on a machine
+kept busy (a parallel sweep's two trials) it costs a third more CPU and gains no time."""
 
 _shared: Painter | None = None
 
@@ -291,10 +296,30 @@ def _draw_each(jobs: list[Job], directory: Path) -> dict[str, list[str]]:
     return {"files": files, "problems": problems}
 
 
-def _draw_forked(jobs: list[Job], directory: Path) -> dict[str, list[str]]:
-    """Draw `jobs` in this process and a fork of it, about half each; what the fork could not draw is drawn here."""
+def cpu_times() -> tuple[int, int, int] | None:
+    """(idle, all) clock ticks of the whole machine so far and its number of cores (Linux's /proc/stat), or None."""
+    try:
+        with open("/proc/stat") as stat:
+            lines = stat.read().splitlines()
+        ticks = [int(value) for value in lines[0].split()[1:9]]  # user nice system idle iowait irq softirq steal
+    except (OSError, ValueError, IndexError):
+        return None
+    cores = sum(1 for line in lines if line.startswith("cpu") and line[3:4].isdigit())
+    return ticks[3] + ticks[4], sum(ticks), cores
+
+
+def idle_cores(before: tuple[int, int, int] | None, after: tuple[int, int, int] | None) -> float | None:
+    """How many cores were idle on average between two `cpu_times()`; None when unknown (no /proc, no time)."""
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    return after[2] * (after[0] - before[0]) / (after[1] - before[1])
+
+
+def _draw_forked(jobs: list[Job], directory: Path, fork: bool = True) -> dict[str, list[str]]:
+    """Draw `jobs` in this process and a fork of it, about half each; what the fork could not draw is drawn here.
+    Without `fork` (the machine is busy: FORK_IDLE_CORES) everything is drawn here."""
     mine, theirs = split(jobs)
-    if not theirs or not hasattr(os, "fork"):
+    if not fork or not theirs or not hasattr(os, "fork"):
         return _draw_each(jobs, directory)
     read_end, write_end = os.pipe()
     pid = os.fork()
@@ -327,12 +352,16 @@ def main() -> None:
     out = sys.stdout.buffer
     out.write(READY)
     out.flush()
+    since = cpu_times()  # the machine's load from now (our own warm-up left out) to the next hand-over
     for line in sys.stdin.buffer:
+        idle = idle_cores(since, cpu_times())
         try:
             request = json.loads(line)
             directory = Path(request["dir"])
-            reply: dict[str, Any] = _draw_forked([_load(directory, name) for name in request["jobs"]], directory)
+            jobs = [_load(directory, name) for name in request["jobs"]]
+            reply: dict[str, Any] = _draw_forked(jobs, directory, fork=idle is None or idle >= FORK_IDLE_CORES)
         except Exception as exc:
             reply = {"error": f"{type(exc).__name__}: {exc}"}
         out.write(json.dumps(reply).encode() + b"\n")
         out.flush()
+        since = cpu_times()  # (our drawing left out too)

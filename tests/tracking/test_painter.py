@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -101,11 +103,12 @@ def draw(job, where):
 
 painter.draw = draw
 jobs = [(kind, {}, {}) for kind in ("classification", "regression", "curves", "gradient_flow")]
-print(json.dumps({"parent": parent, "reply": painter._draw_forked(jobs, directory)}))
+fork = sys.argv[2] != "busy"  # a busy machine: the painter does not fork
+print(json.dumps({"parent": parent, "reply": painter._draw_forked(jobs, directory, fork=fork)}))
 """
 
 
-@pytest.mark.parametrize("fork", ["works", "crash"])
+@pytest.mark.parametrize("fork", ["works", "crash", "busy"])
 def test_the_painter_draws_in_two_processes_and_redraws_what_a_dead_fork_did_not(tmp_path: Path, fork: str) -> None:
     root = Path(painter.__file__).resolve().parents[1]
     done = subprocess.run(
@@ -119,9 +122,31 @@ def test_the_painter_draws_in_two_processes_and_redraws_what_a_dead_fork_did_not
     drawers = {int(f.stem.split("-")[1]) for f in files}
     if fork == "works":
         assert len(drawers) == 2 and out["parent"] in drawers  # both processes drew
-    else:
-        assert drawers == {out["parent"]}  # the fork's share drawn again by the painter itself
+    else:  # crash: the fork's share drawn again by the painter itself; busy: no fork at all
+        assert drawers == {out["parent"]}
     assert out["reply"]["problems"] == []
+
+
+def test_idle_cores_between_two_readings_of_the_machines_clock_ticks() -> None:
+    # (idle ticks, all ticks, cores): 2 cores, 400 ticks pass, 200 of them idle: one core idle on average.
+    assert painter.idle_cores((100, 1000, 2), (300, 1400, 2)) == pytest.approx(1.0)
+    assert painter.idle_cores((100, 1000, 4), (130, 1400, 4)) == pytest.approx(4 * 30 / 400)
+    assert painter.idle_cores(None, (300, 1400, 2)) is None  # no /proc/stat: fork as before
+    assert painter.idle_cores((100, 1000, 2), (100, 1000, 2)) is None  # no time passed
+
+
+@pytest.mark.skipif(not Path("/proc/stat").exists(), reason="Linux's /proc/stat")
+def test_cpu_times_reads_this_machines_clock_ticks_and_cores() -> None:
+    first = painter.cpu_times()
+    end = time.monotonic() + 0.2
+    while time.monotonic() < end:  # keep one core busy for a moment: the ticks move on
+        pass
+    second = painter.cpu_times()
+    assert first is not None and second is not None
+    assert second[2] == first[2] >= 1 and len(os.sched_getaffinity(0)) <= second[2]
+    assert 0 <= second[0] - first[0] <= second[1] - first[1] and second[1] > first[1]
+    idle = painter.idle_cores(first, second)
+    assert idle is not None and 0 <= idle <= second[2] - 0.5  # this test's own core was busy
 
 
 def test_the_warm_up_entry_point_starts_the_painter_unless_tracking_is_disabled(
@@ -144,6 +169,7 @@ def test_the_warm_up_entry_point_starts_the_painter_unless_tracking_is_disabled(
 
 UNTRACKED = """
 import sys
+import time
 from framework.cli import app
 try:
     app(["run", sys.argv[1], "--no-track", "--quiet"])
