@@ -12,10 +12,10 @@ the callback computes the numbers of each picture in its own process (prediction
 `framework.diagnostics.plan`), hands them over (`submit`), logs the model meanwhile, and collects the PNG files
 (`Pending.wait`). The painter draws them on both cores: it forks once per hand-over (matplotlib is imported
 by then, so the fork costs milliseconds) and each process draws about half (`split`), when a core was free
-since the last hand-over (`FORK_IDLE_CORES`; a parallel sweep keeps both busy, and there it draws alone). The run never imports
-matplotlib itself while a painter lives: a painter still starting is waited for, which is sooner than the run
-could import matplotlib. One painter serves every run of a process in turn (a sweep's worker runs many
-trials); it is stopped when the process exits.
+since the last hand-over (`FORK_IDLE_CORES`; a parallel sweep keeps both busy, and there it draws alone). The
+run never imports matplotlib itself while a painter lives: a painter still starting is waited for, which is
+sooner than the run could import matplotlib. One painter serves every run of a process in turn (a sweep's
+worker runs many trials); it is stopped when the process exits.
 
 The hand-over is files, not pickles: each job is `<name>.json` (kind and options) and `<name>.npz` (its
 arrays, read back with `allow_pickle=False`) in the run's temporary folder, announced by one line of JSON on
