@@ -178,7 +178,9 @@ def show(run_id: Annotated[str, typer.Argument(help="The MLflow run id (as `back
         for key, value in sorted(run.data.params.items()):
             params.add_row(key, value)
         console.print(params)
-        metrics = Table("metric", "final", "best", "epochs", "curve")
+        # The last epoch's value: a run that restored its best weights returned the best epoch's model (its
+        # description and `backprop run` show that one), so the column says which it is.
+        metrics = Table("metric", "last epoch", "best", "epochs", "curve")
         for key in sorted(run.data.metrics):
             values = _history(client, run.info.run_id, key)
             metrics.add_row(
@@ -258,7 +260,7 @@ def compare(
 
         histories = {(r.info.run_id, key): _history(client, r.info.run_id, key) for r in runs for key in r.data.metrics}
         metric_keys = sorted({k for r in runs for k in r.data.metrics})
-        metrics = Table("metric", *heads, title="final (best)")
+        metrics = Table("metric", *heads, title="last epoch (best)")
         for key in metric_keys:
             cells = []
             for r in runs:

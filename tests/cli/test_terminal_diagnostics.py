@@ -131,6 +131,8 @@ def test_runs_compare_plots_a_metric_and_runs_show_lists_the_diagnostics(
     )
     best = next(line for line in shown.output.splitlines() if line.strip().startswith("best epoch"))
     assert best.split()[2:] == [str(int(step) + 1), "(step", f"{step})"]  # counted from 1, as the stop reason counts
+    header = next(line for line in shown.output.splitlines() if "metric" in line and "curve" in line)
+    assert "last epoch" in header and "final" not in header  # not the restored model's metrics: the last epoch's
     for name in ("confusion_matrix.png", "decision_surface.png", "gradient_flow.png", "roc.png"):
         assert name in listed
     out = tmp_path / "plots" / "loss.png"
